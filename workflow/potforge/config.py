@@ -1,0 +1,196 @@
+"""Load and validate a campaign configuration against the JSON schema, filling defaults."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from potforge.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    """Return the campaign configuration schema."""
+    with open(SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML campaign file and return it validated, with defaults filled in."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such configuration file")
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return validate_config(raw)
+
+
+def validate_config(raw: Any) -> dict[str, Any]:
+    """Validate a configuration mapping; return a copy with defaults, or raise one ConfigError."""
+    schema = load_schema()
+    if not isinstance(raw, Mapping):
+        raise ConfigError("configuration: must be a mapping of keys to values")
+    config = copy.deepcopy(dict(raw))
+    _raise_first_error(config, schema)
+    _fill_defaults(config, schema, schema)
+    _raise_first_error(config, schema)
+    _check_semantics(config)
+    return config
+
+
+def key_path(parts: Iterable[Any]) -> str:
+    """Join schema path parts as 'a.b[0].c'."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "configuration"
+
+
+def _raise_first_error(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path)))
+    if errors:
+        raise ConfigError(_describe(_deepest(errors[0])))
+
+
+def _deepest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For oneOf/anyOf failures, descend to the most specific sub-error when there is one."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        deeper = [e for e in error.context if len(e.absolute_path) > len(error.absolute_path)]
+        if deeper:
+            return _deepest(max(deeper, key=lambda e: len(e.absolute_path)))
+    return error
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Turn a jsonschema error into 'key.path: what is wrong, got X'."""
+    where = key_path(error.absolute_path)
+    value = error.instance
+    kind, arg = error.validator, error.validator_value
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(value) - set(allowed))
+        msgs = []
+        for key in extra:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            tip = f"; did you mean '{hint[0]}'?" if hint else f"; allowed keys: {', '.join(allowed)}"
+            msgs.append(f"{key_path([*error.absolute_path, key])}: unknown key{tip}")
+        return msgs[0] if msgs else f"{where}: unknown keys"
+    if kind == "required":
+        missing = [k for k in arg if k not in value]
+        return f"{key_path([*error.absolute_path, missing[0]])}: required key is missing"
+    if kind == "type":
+        wanted = arg if isinstance(arg, str) else " or ".join(arg)
+        return f"{where}: must be of type {wanted}, got {type(value).__name__} {value!r}"
+    bounds = {
+        "minimum": ">=",
+        "exclusiveMinimum": ">",
+        "maximum": "<=",
+        "exclusiveMaximum": "<",
+    }
+    if kind in bounds:
+        return f"{where}: must be {bounds[kind]} {arg}, got {value!r}"
+    if kind == "enum":
+        return f"{where}: must be one of {', '.join(map(str, arg))}; got {value!r}"
+    if kind == "minProperties":
+        return f"{where}: must define at least {arg} entr{'y' if arg == 1 else 'ies'}, got none"
+    if kind == "minItems":
+        return f"{where}: must list at least {arg} item(s), got {len(value)}"
+    if kind == "maxItems" or (kind == "minItems" and arg == error.schema.get("maxItems")):
+        return f"{where}: must list at most {arg} item(s), got {len(value)}"
+    if kind == "pattern":
+        return f"{where}: {value!r} does not match the pattern {arg}"
+    if kind == "oneOf" and where.endswith("structure"):
+        return f"{where}: give exactly one of 'prototype' or 'file'"
+    return f"{where}: {error.message}"
+
+
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref and ref.startswith("#/"):
+        node: Any = root
+        for part in ref[2:].split("/"):
+            node = node[part]
+        merged = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _resolve(merged, root)
+    return schema
+
+
+def _fill_defaults(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> None:
+    """Insert schema defaults into mappings, recursing through properties and items."""
+    schema = _resolve(schema, root)
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for key, sub in props.items():
+            sub_resolved = _resolve(sub, root)
+            if key not in value and "default" in sub_resolved:
+                value[key] = copy.deepcopy(sub_resolved["default"])
+            if key in value:
+                _fill_defaults(value[key], sub_resolved, root)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, item in value.items():
+                if key not in props:
+                    _fill_defaults(item, extra, root)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            _fill_defaults(item, schema["items"], root)
+
+
+def _check_semantics(config: dict[str, Any]) -> None:
+    """Checks JSON Schema cannot express: elements, files, sums and orderings."""
+    from ase.data import chemical_symbols
+
+    split = config["dataset"]["split"]
+    total = sum(split.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(f"dataset.split: fractions must sum to 1, got {total:g}")
+    for name, system in config["systems"].items():
+        where = f"systems.{name}"
+        structure = system["structure"]
+        if "prototype" in structure:
+            element = structure.get("element", "Si")
+            if element not in chemical_symbols[1:]:
+                raise ConfigError(f"{where}.structure.element: unknown element {element!r}")
+        else:
+            from potforge.errors import StructureError
+            from potforge.structures import read_structure
+
+            try:
+                read_structure(structure["file"])
+            except StructureError as exc:
+                raise ConfigError(f"{where}.structure.file: {exc}") from None
+        trust = system["trust"]
+        if trust["lo"] >= trust["hi"]:
+            raise ConfigError(
+                f"{where}.trust: lo must be below hi, got lo={trust['lo']} hi={trust['hi']}"
+            )
+        for i, task in enumerate(system["explore"]["tasks"]):
+            if task["ensemble"] == "nvt" and task.get("pressures", [0.0]) != [0.0]:
+                raise ConfigError(
+                    f"{where}.explore.tasks[{i}].pressures: only an npt task takes pressures"
+                )
+
+
+def model_species(config: Mapping[str, Any]) -> list[str]:
+    """Return the model's type names: every element of every system, ordered by atomic number."""
+    from ase.data import atomic_numbers
+
+    from potforge.structures import starting_structure
+
+    found: set[str] = set()
+    for system in config["systems"].values():
+        found.update(starting_structure(system["structure"]).get_chemical_symbols())
+    return sorted(found, key=lambda s: atomic_numbers[s])

@@ -1,0 +1,41 @@
+"""Content hashes: structure identity, settings identity and the hash-based dataset split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+SPLITS = ("train", "validation", "test")
+
+
+def structure_hash(atoms: Atoms, decimals: int = 5) -> str:
+    """Return a 16-hex-digit hash of species, wrapped fractional positions, cell and pbc."""
+    scaled = np.round(atoms.get_scaled_positions(wrap=True), decimals) % 1.0
+    h = hashlib.sha256()
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update(np.round(scaled, decimals).astype(np.float64).tobytes())
+    h.update(np.round(atoms.cell.array, decimals).astype(np.float64).tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
+    return h.hexdigest()[:16]
+
+
+def settings_hash(settings: Mapping[str, Any]) -> str:
+    """Return a 12-hex-digit hash of a JSON-serialisable settings mapping."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def split_of(key: str, fractions: Mapping[str, float]) -> str:
+    """Assign a hash key to train/validation/test: stable, uniform and independent of the rest."""
+    u = int(hashlib.sha256(key.encode()).hexdigest()[:13], 16) / 16**13
+    edge = 0.0
+    for name in SPLITS:
+        edge += fractions[name]
+        if u < edge:
+            return name
+    return SPLITS[-1]

@@ -1,0 +1,76 @@
+"""Atomic file writes and structure-file helpers: a killed job never leaves half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write JSON atomically, indented and with sorted keys."""
+
+    def _write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+    return atomic_write(path, _write)
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def write_frames(path: str | Path, frames: Sequence[Atoms]) -> Path:
+    """Write frames as extended XYZ atomically (an empty list gives an empty file)."""
+    from ase.io import write
+
+    def _write(tmp: Path) -> None:
+        if frames:
+            write(tmp, list(frames), format="extxyz")
+        else:
+            tmp.write_text("")
+
+    return atomic_write(path, _write)
+
+
+def read_frames(path: str | Path) -> list[Atoms]:
+    """Read every frame of an extended XYZ file (an empty file gives an empty list)."""
+    from ase.io import read
+
+    path = Path(path)
+    if path.stat().st_size == 0:
+        return []
+    return list(read(path, index=":", format="extxyz"))
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,136 @@
+"""Iteration-0 structure generators: strains, rattles, vacancies, slabs and disordered cells."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.build import surface
+
+from potforge.structures import min_distance_ratio, too_close_reason
+
+
+def tag_origin(atoms: Atoms, system: str, generator: str, seed: int | None, **params: Any) -> Atoms:
+    """Record where a structure came from in its `info` (flat keys, extxyz-safe)."""
+    atoms.info["system"] = system
+    atoms.info["generator"] = generator
+    atoms.info["params"] = json.dumps(params, sort_keys=True)
+    atoms.info["seed"] = -1 if seed is None else int(seed)
+    atoms.info["origin"] = f"{generator}({', '.join(f'{k}={v}' for k, v in params.items())})"
+    return atoms
+
+
+def strained(atoms: Atoms, strain: float, shear: bool = False) -> Atoms:
+    """Return a copy with an isotropic linear strain, or an xy shear strain, applied."""
+    eps = np.eye(3)
+    if shear:
+        eps[0, 1] = eps[1, 0] = strain / 2
+    else:
+        eps *= 1.0 + strain
+    out = atoms.copy()
+    out.set_cell(atoms.cell.array @ eps, scale_atoms=True)
+    return out
+
+
+def rattled(atoms: Atoms, amplitude: float, seed: int) -> Atoms:
+    """Return a copy with Gaussian displacements of the given width."""
+    out = atoms.copy()
+    rng = np.random.default_rng(seed)
+    out.positions += rng.normal(0.0, amplitude, size=out.positions.shape)
+    return out
+
+
+def with_vacancy(atoms: Atoms, seed: int) -> Atoms:
+    """Return a copy with one randomly chosen atom removed."""
+    out = atoms.copy()
+    del out[int(np.random.default_rng(seed).integers(len(out)))]
+    return out
+
+
+def slab(atoms: Atoms, miller: tuple[int, int, int], layers: int, vacuum: float) -> Atoms:
+    """Return a slab of the bulk cut along `miller`, periodic in all directions (vacuum along z)."""
+    out = surface(atoms, tuple(miller), layers, vacuum=vacuum, periodic=True)
+    out.pbc = True
+    return out
+
+
+def disordered(
+    atoms: Atoms, seed: int, min_fraction: float, density_scale: float = 1.0, tries: int = 2000
+) -> Atoms:
+    """Return a random cell with the same composition and density, atoms kept apart.
+
+    Atoms are placed one by one at uniform random positions, each accepted only when it is at
+    least `min_fraction` (plus a margin) of a covalent-radius sum from every atom placed so far.
+    """
+    rng = np.random.default_rng(seed)
+    out = atoms.copy()
+    out.set_cell(atoms.cell.array / density_scale ** (1 / 3), scale_atoms=False)
+    target = min(1.0, min_fraction + 0.25)
+    order = rng.permutation(len(out))
+    placed: list[int] = []
+    cell = out.cell.array
+    for idx in order:
+        for _ in range(tries):
+            out.positions[idx] = rng.random(3) @ cell
+            probe = out[placed + [int(idx)]]
+            if len(probe) < 2 or min_distance_ratio(probe)[0] >= target:
+                break
+        else:
+            raise RuntimeError(
+                f"could not place atom {idx} at fraction {target} after {tries} tries; "
+                "lower density_scale"
+            )
+        placed.append(int(idx))
+    return out
+
+
+def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int) -> list[Atoms]:
+    """Generate the iteration-0 structures of one system, each tagged with its origin."""
+    sample = settings["sample"]
+    cell = base.repeat(tuple(sample["supercell"]))
+    rng = np.random.default_rng(seed)
+    frames: list[Atoms] = [tag_origin(cell.copy(), name, "bulk", None)]
+    for eps in sample["strains"]:
+        frames.append(tag_origin(strained(cell, eps), name, "strain", None, strain=eps))
+    for eps in sample["shear_strains"]:
+        frames.append(tag_origin(strained(cell, eps, shear=True), name, "shear", None, shear=eps))
+    rattle = sample["rattle"]
+    for amp in rattle["amplitudes"]:
+        for _ in range(rattle["copies"]):
+            s = int(rng.integers(2**31))
+            frames.append(tag_origin(rattled(cell, amp, s), name, "rattle", s, amplitude=amp))
+    for _ in range(sample["vacancies"]):
+        s = int(rng.integers(2**31))
+        frames.append(tag_origin(rattled(with_vacancy(cell, s), 0.05, s), name, "vacancy", s))
+    surf = sample["surface"]
+    if surf is not None:
+        # Slabs are cut from the unit cell: a supercell would multiply the slab area needlessly.
+        cut = slab(base, tuple(surf["miller"]), surf["layers"], surf["vacuum"])
+        miller = "".join(map(str, surf["miller"]))
+        frames.append(
+            tag_origin(cut, name, "surface", None, miller=miller, layers=surf["layers"])
+        )
+    dis = sample["disordered"]
+    for _ in range(dis["count"]):
+        s = int(rng.integers(2**31))
+        cell_d = disordered(cell, s, settings["min_distance_fraction"], dis["density_scale"])
+        frames.append(
+            tag_origin(cell_d, name, "disordered", s, density_scale=dis["density_scale"])
+        )
+    return frames
+
+
+def screen(frames: list[Atoms], min_fraction: float) -> tuple[list[Atoms], list[Atoms]]:
+    """Split frames into (kept, rejected); each rejected frame carries `info['reject_reason']`."""
+    kept, rejected = [], []
+    for atoms in frames:
+        reason = too_close_reason(atoms, min_fraction)
+        if reason is None:
+            kept.append(atoms)
+        else:
+            atoms.info["reject_reason"] = reason
+            rejected.append(atoms)
+    return kept, rejected
