@@ -60,7 +60,9 @@ def key_path(parts: Iterable[Any]) -> str:
 
 def _raise_first_error(config: dict[str, Any], schema: dict[str, Any]) -> None:
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path)))
+    errors = sorted(
+        validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path))
+    )
     if errors:
         raise ConfigError(_describe(_deepest(errors[0])))
 
@@ -85,7 +87,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         msgs = []
         for key in extra:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
-            tip = f"; did you mean '{hint[0]}'?" if hint else f"; allowed keys: {', '.join(allowed)}"
+            tip = (
+                f"; did you mean '{hint[0]}'?" if hint else f"; allowed keys: {', '.join(allowed)}"
+            )
             msgs.append(f"{key_path([*error.absolute_path, key])}: unknown key{tip}")
         return msgs[0] if msgs else f"{where}: unknown keys"
     if kind == "required":

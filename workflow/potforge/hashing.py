@@ -32,10 +32,15 @@ def settings_hash(settings: Mapping[str, Any]) -> str:
 
 def split_of(key: str, fractions: Mapping[str, float]) -> str:
     """Assign a hash key to train/validation/test: stable, uniform and independent of the rest."""
-    u = int(hashlib.sha256(key.encode()).hexdigest()[:13], 16) / 16**13
+    u = hash_fraction(key)
     edge = 0.0
     for name in SPLITS:
         edge += fractions[name]
         if u < edge:
             return name
     return SPLITS[-1]
+
+
+def hash_fraction(key: str) -> float:
+    """Map a key to a uniform number in [0, 1)."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:13], 16) / 16**13

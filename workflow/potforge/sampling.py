@@ -110,16 +110,12 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
         # Slabs are cut from the unit cell: a supercell would multiply the slab area needlessly.
         cut = slab(base, tuple(surf["miller"]), surf["layers"], surf["vacuum"])
         miller = "".join(map(str, surf["miller"]))
-        frames.append(
-            tag_origin(cut, name, "surface", None, miller=miller, layers=surf["layers"])
-        )
+        frames.append(tag_origin(cut, name, "surface", None, miller=miller, layers=surf["layers"]))
     dis = sample["disordered"]
     for _ in range(dis["count"]):
         s = int(rng.integers(2**31))
         cell_d = disordered(cell, s, settings["min_distance_fraction"], dis["density_scale"])
-        frames.append(
-            tag_origin(cell_d, name, "disordered", s, density_scale=dis["density_scale"])
-        )
+        frames.append(tag_origin(cell_d, name, "disordered", s, density_scale=dis["density_scale"]))
     return frames
 
 

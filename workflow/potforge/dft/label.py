@@ -79,7 +79,12 @@ def worker_command(
 
 
 def run_attempt(
-    atoms: Atoms, settings: Mapping[str, Any], workdir: Path, ranks: int, launcher: str, timeout: float
+    atoms: Atoms,
+    settings: Mapping[str, Any],
+    workdir: Path,
+    ranks: int,
+    launcher: str,
+    timeout: float,
 ) -> tuple[Atoms | None, str]:
     """Run one single point; return (labelled atoms, '') or (None, why it failed)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +134,9 @@ def label_frames(
         result = None
         for step, (label, settings) in enumerate(ladder):
             start = time.perf_counter()
-            log(f"[label] frame {k}/{n} {fid} ({origin}, {len(atoms)} atoms): attempt {step} [{label}]")
+            log(
+                f"[label] frame {k}/{n} {fid} ({origin}, {len(atoms)} atoms): attempt {step} [{label}]"
+            )
             result, why = run_attempt(
                 atoms, settings, store / ".work" / fid, ranks, launcher, dft["frame_timeout_s"]
             )

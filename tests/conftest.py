@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny but real GPAW datasets, made once per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from ase.build import bulk
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_LIB = Path(sys.prefix) / "lib"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+if str(VENV_LIB) not in os.environ.get("LD_LIBRARY_PATH", ""):
+    os.environ["LD_LIBRARY_PATH"] = f"{VENV_LIB}:{os.environ.get('LD_LIBRARY_PATH', '')}"
+
+# A cheap but real protocol: 2-atom cells label in about 2 s each on one core.
+TINY_DFT = {"ecut": 200, "kpt_density": 1.5, "frame_timeout_s": 300}
+
+
+def tiny_config(**overrides):
+    """Return a validated configuration for a tiny silicon campaign."""
+    from potforge.config import validate_config
+
+    raw = {
+        "campaign": "tiny",
+        "systems": {"si": {"structure": {"prototype": "diamond"}}},
+        "dft": dict(TINY_DFT),
+    }
+    raw.update(overrides)
+    return validate_config(raw)
+
+
+def _label(frames, dft_overrides, store):
+    from potforge.dft.label import label_frames
+
+    dft = tiny_config(dft={**TINY_DFT, **dft_overrides})["dft"]
+    report = label_frames(frames, dft, store, log=lambda _: None)
+    assert not report.quarantined
+    return report.labelled
+
+
+def _perturbed(base, n, seed, amplitude=0.08):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n):
+        atoms = base.copy()
+        strain = 1.0 + rng.uniform(-0.03, 0.03)
+        atoms.set_cell(atoms.cell.array * strain, scale_atoms=True)
+        atoms.positions += rng.normal(0, amplitude, atoms.positions.shape)
+        atoms.info.update(system=base.get_chemical_formula(), generator="test", origin=f"test{k}")
+        frames.append(atoms)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def si_frames(tmp_path_factory):
+    """Twenty real GPAW-labelled 2-atom Si cells (strained and rattled)."""
+    store = tmp_path_factory.mktemp("si_store")
+    return _label(_perturbed(bulk("Si", "diamond", a=5.47), 20, seed=1), {}, store)
+
+
+@pytest.fixture(scope="session")
+def hfo_frames(tmp_path_factory):
+    """Ten real GPAW-labelled 2-atom rocksalt HfO cells: the cheap two-species case."""
+    store = tmp_path_factory.mktemp("hfo_store")
+    base = bulk("HfO", "rocksalt", a=4.6)
+    return _label(_perturbed(base, 10, seed=2, amplitude=0.05), {"ecut": 250}, store)
