@@ -1,0 +1,1 @@
+"""The NequIP committee stage: configs, member training, deployment, scoring."""

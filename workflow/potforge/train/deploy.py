@@ -1,0 +1,174 @@
+"""Deploy a member: `nequip-package build` a portable zip, `nequip-compile` AOTInductor targets.
+
+Compiling costs about a minute on a CPU, so every artefact is cached by a content key (checkpoint
+bytes, target, device, torch and nequip versions, CPU instruction set) in a cache folder of the
+results tree: deploying an unchanged checkpoint again copies the cached file instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from potforge.errors import TrainingError
+from potforge.io import atomic_write
+from potforge.train.member import (
+    BEST_CHECKPOINT,
+    clear_scratch,
+    nequip_script,
+    run_streamed,
+    scratch_environment,
+)
+from potforge.train.nequip_config import CONFIG_NAME
+
+TARGETS = ("ase", "pair_nequip")
+PACKAGE_NAME = "model.nequip.zip"
+
+
+def compiled_name(target: str) -> str:
+    """Return the file name of a member's compiled model for a target, e.g. model.ase.nequip.pt2."""
+    return f"model.{target}.nequip.pt2"
+
+
+def parse_targets(text: str | Sequence[str]) -> list[str]:
+    """Parse 'ase,pair_nequip' (or a list) into known compile targets; '' or 'none' gives none."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    targets = [t.strip() for t in items if t.strip() and t.strip().lower() != "none"]
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise TrainingError(f"compile targets: unknown {unknown}; choose from {', '.join(TARGETS)}")
+    return targets
+
+
+def cpu_isa() -> str:
+    """Return the CPU instruction set torch compiles for (e.g. AVX512), with the machine type."""
+    import torch
+
+    return f"{platform.machine()}-{torch.backends.cpu.get_cpu_capability()}"
+
+
+def artefact_key(checkpoint: Path, target: str, device: str) -> str:
+    """Return the cache key of one deployed artefact of a checkpoint."""
+    import nequip
+    import torch
+
+    h = hashlib.sha256()
+    with open(checkpoint, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    isa = cpu_isa() if device == "cpu" else torch.cuda.get_device_name() if device == "cuda" else ""
+    h.update(
+        f"|{target}|{device}|torch {torch.__version__}|nequip {nequip.__version__}|{isa}".encode()
+    )
+    return h.hexdigest()[:20]
+
+
+def _from_cache_or_build(
+    key: str, suffix: str, out: Path, cache_dir: Path, build: Any
+) -> tuple[Path, bool]:
+    cached = cache_dir / f"{key}{suffix}"
+    hit = cached.is_file()
+    if not hit:
+        build(cached)
+    atomic_write(out, lambda tmp: shutil.copyfile(cached, tmp))
+    return out, hit
+
+
+def deploy_member(
+    member_dir: str | Path,
+    targets: Sequence[str] = TARGETS,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Package a member's best.ckpt, compile it for each target; report what was built or reused."""
+    from potforge.train.member import training_device
+
+    member_dir = Path(member_dir).resolve()
+    checkpoint = member_dir / BEST_CHECKPOINT
+    if not checkpoint.is_file():
+        raise TrainingError(f"{checkpoint}: no checkpoint to deploy; train the member first")
+    targets = parse_targets(list(targets))
+    device = device or training_device()
+    cache = Path(cache_dir).resolve() if cache_dir else member_dir.parent / ".model-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    env = scratch_environment(member_dir, threads)
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(cache / "inductor")
+    report: dict[str, Any] = {"member_dir": str(member_dir), "device": device, "artefacts": {}}
+    try:
+        package_key = artefact_key(checkpoint, "package", "any")
+
+        def _package(dest: Path) -> None:
+            tmp = dest.with_name(f".{dest.stem}.building.nequip.zip")
+            cmd = [nequip_script("nequip-package"), "build", str(checkpoint), str(tmp)]
+            run_streamed(cmd, member_dir, env, f"nequip-package of {checkpoint}")
+            tmp.replace(dest)
+
+        start = time.monotonic()
+        package, hit = _from_cache_or_build(
+            package_key, ".nequip.zip", member_dir / PACKAGE_NAME, cache, _package
+        )
+        report["artefacts"]["package"] = _entry(package, hit, start)
+
+        example = _example_graph(member_dir) if targets else None
+        for target in targets:
+
+            def _compile(dest: Path, target: str = target) -> None:
+                tmp = dest.with_name(f".{dest.name}.building.nequip.pt2")
+                cmd = [
+                    nequip_script("nequip-compile"),
+                    str(package),
+                    str(tmp),
+                    "--mode",
+                    "aotinductor",
+                    "--device",
+                    device,
+                    "--target",
+                    target,
+                    "--data-path",
+                    str(example),
+                ]
+                run_streamed(cmd, member_dir, env, f"nequip-compile --target {target} of {package}")
+                tmp.replace(dest)
+
+            start = time.monotonic()
+            key = artefact_key(checkpoint, target, device)
+            path, hit = _from_cache_or_build(
+                key, ".nequip.pt2", member_dir / compiled_name(target), cache, _compile
+            )
+            report["artefacts"][target] = _entry(path, hit, start)
+    finally:
+        clear_scratch(member_dir)
+    return report
+
+
+def _example_graph(member_dir: Path) -> Path:
+    """Write a member's tracing example (from its training file) into its scratch folder."""
+    import yaml
+
+    from potforge.io import read_frames
+    from potforge.train.compile_data import write_compile_data
+
+    config_path = member_dir / f"{CONFIG_NAME}.yaml"
+    if not config_path.is_file():
+        raise TrainingError(
+            f"{config_path}: missing; the member folder was not made by train-member"
+        )
+    config = yaml.safe_load(config_path.read_text())
+    train_file = Path(config["data"]["train_file_path"])
+    if not train_file.is_file():
+        raise TrainingError(
+            f"{train_file}: the member's training file is gone; rerun the dataset stage"
+        )
+    frame = read_frames(train_file)[0]
+    out = member_dir / ".tmp" / "compile_example.pt"
+    return write_compile_data(frame, config["model_type_names"], config["cutoff_radius"], out)
+
+
+def _entry(path: Path, cached: bool, start: float) -> dict[str, Any]:
+    return {"path": str(path), "cached": cached, "seconds": round(time.monotonic() - start, 2)}

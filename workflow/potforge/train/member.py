@@ -1,0 +1,230 @@
+"""Train one committee member with `nequip-train` in a subprocess and write its metrics.
+
+Everything of a member lives in its folder: `nequip.yaml` (the Hydra config), `best.ckpt`,
+`last.ckpt`, `csv/metrics.csv` (per-epoch log), `train.log` (Hydra's log), `metrics.json`, and the
+scratch folders `.tmp/` and `.cache/` (TMPDIR and TorchInductor cache, removed when done).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from potforge.errors import ModelError, TrainingError
+from potforge.io import read_frames, write_json
+from potforge.train.nequip_config import (
+    CONFIG_NAME,
+    CSV_LOG_NAME,
+    MONITOR,
+    SplitFiles,
+    render_config,
+    write_config,
+)
+from potforge.train.settings import member_seed, resolve_train_settings
+
+METRICS_FILE = "metrics.json"
+BEST_CHECKPOINT = "best.ckpt"
+VAL_FORCE_MAE = "val0_epoch/forces_mae"
+
+
+def training_device() -> str:
+    """Return 'cuda' when torch sees a GPU, else 'cpu'."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def scratch_environment(out_dir: Path, threads: int) -> dict[str, str]:
+    """Return a NequIP subprocess environment: its threads, temp and cache dirs in out_dir."""
+    env = dict(os.environ)
+    threads_s = str(max(1, int(threads)))
+    env.update(
+        OMP_NUM_THREADS=threads_s,
+        MKL_NUM_THREADS=threads_s,
+        OPENBLAS_NUM_THREADS=threads_s,
+        TMPDIR=str(out_dir / ".tmp"),
+        TORCHINDUCTOR_CACHE_DIR=str(out_dir / ".cache" / "inductor"),
+        TRITON_CACHE_DIR=str(out_dir / ".cache" / "triton"),
+        MPLCONFIGDIR=str(out_dir / ".cache" / "matplotlib"),
+        PYTHONUNBUFFERED="1",
+    )
+    (out_dir / ".tmp").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def nequip_script(name: str) -> str:
+    """Return the path of a NequIP console script installed beside this Python."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else name
+
+
+def run_streamed(cmd: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> None:
+    """Run a command, echoing its output line by line to stdout; raise TrainingError on failure."""
+    tail: deque[str] = deque(maxlen=25)
+    with subprocess.Popen(
+        list(cmd),
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            tail.append(line.rstrip())
+        rc = proc.wait()
+    if rc != 0:
+        last = "\n  ".join(tail)
+        raise TrainingError(f"{what}: `{cmd[0]}` exited with {rc}; last output:\n  {last}")
+
+
+def clear_scratch(out_dir: Path) -> None:
+    """Remove the member's temporary and cache folders."""
+    for name in (".tmp", ".cache"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
+def validation_curve(out_dir: str | Path, metric: str = VAL_FORCE_MAE) -> list[float]:
+    """Return one validation metric per epoch from the member's CSV log."""
+    path = Path(out_dir) / CSV_LOG_NAME / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [float(r[metric]) for r in rows if r.get(metric) not in (None, "")]
+
+
+def evaluate_member(checkpoint: Path, splits: SplitFiles) -> dict[str, Any]:
+    """Return validation and test error metrics of a checkpoint's (EMA) model."""
+    from potforge.train.accuracy import error_metrics
+    from potforge.train.models import load_model, predict
+
+    potential = load_model(checkpoint)
+    result: dict[str, Any] = {}
+    for name, path in (("validation", splits.validation), ("test", splits.test)):
+        frames = read_frames(path)
+        result[name] = (
+            error_metrics(frames, predict(potential, frames, stress=True)) if frames else None
+        )
+    return result
+
+
+def train_member(
+    settings: Mapping[str, Any] | str | None,
+    species: Sequence[str],
+    splits: SplitFiles,
+    out_dir: str | Path,
+    member: int,
+    campaign_seed: int,
+    init: str | Path | None = None,
+    threads: int = 1,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """Train member `member` into out_dir (from scratch or warm from `init`); return metrics."""
+    import torch
+
+    settings = resolve_train_settings(settings)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    init_path = Path(init).resolve() if init else None
+    if init_path is not None:
+        _check_init(init_path, species)
+    if epochs is None:
+        epochs = settings["warm_epochs"] if init_path else settings["epochs"]
+    seed = member_seed(campaign_seed, member)
+    device = training_device()
+    config = render_config(
+        settings, species, splits, seed, epochs, init_path, "gpu" if device == "cuda" else "cpu"
+    )
+    for stale in (BEST_CHECKPOINT, "last.ckpt", METRICS_FILE):
+        (out_dir / stale).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / CSV_LOG_NAME, ignore_errors=True)
+    write_config(config, out_dir)
+
+    cmd = [
+        nequip_script("nequip-train"),
+        "-cp",
+        str(out_dir),
+        "-cn",
+        CONFIG_NAME,
+        f"hydra.run.dir={out_dir}",
+    ]
+    print(
+        f"potforge: training member {member} (seed {seed}, {epochs} epochs, {device})", flush=True
+    )
+    start = time.monotonic()
+    try:
+        run_streamed(
+            cmd, out_dir, scratch_environment(out_dir, threads), f"member {member} in {out_dir}"
+        )
+    finally:
+        clear_scratch(out_dir)
+    wall = time.monotonic() - start
+    best = out_dir / BEST_CHECKPOINT
+    if not best.is_file():
+        raise TrainingError(f"{out_dir}: nequip-train finished without writing {BEST_CHECKPOINT}")
+
+    torch.set_num_threads(max(1, int(threads)))
+    curve = validation_curve(out_dir)
+    weighted = validation_curve(out_dir, MONITOR)
+    metrics: dict[str, Any] = {
+        "member": member,
+        "seed": seed,
+        "species": list(species),
+        "init": str(init_path) if init_path else None,
+        "warm_start": init_path is not None,
+        "max_epochs": epochs,
+        "epochs_run": len(weighted),
+        "best_epoch": int(min(range(len(weighted)), key=weighted.__getitem__))
+        if weighted
+        else None,
+        "wall_time_s": round(wall, 2),
+        "device": device,
+        "threads": int(threads),
+        "frames": {
+            name: len(read_frames(getattr(splits, name)))
+            for name in ("train", "validation", "test")
+        },
+        "validation_force_mae_per_epoch": curve,
+        **evaluate_member(best, splits),
+    }
+    _check_finite(metrics, out_dir)
+    write_json(out_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def _check_init(init: Path, species: Sequence[str]) -> None:
+    from potforge.train.models import load_model
+
+    try:
+        names = load_model(init).type_names
+    except ModelError as exc:
+        raise TrainingError(f"warm start: {exc}") from None
+    if list(names) != list(species):
+        raise TrainingError(
+            f"{init}: warm start needs the same species in the same order, the model has {names} "
+            f"and this member {list(species)}; train from scratch (drop --init)"
+        )
+
+
+def _check_finite(metrics: Mapping[str, Any], out_dir: Path) -> None:
+    for split in ("validation", "test"):
+        values = metrics.get(split) or {}
+        for key, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TrainingError(
+                    f"{out_dir}: {split} {key} is {value}; training diverged, "
+                    "lower train.learning_rate"
+                )

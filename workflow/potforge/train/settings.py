@@ -1,0 +1,37 @@
+"""Training settings: the `train:` section of the campaign config, validated and with defaults."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from potforge.errors import ConfigError
+
+
+def resolve_train_settings(raw: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """Return the `train:` section (a mapping or JSON text) validated and with schema defaults."""
+    from potforge.config import validate_config
+
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"train settings: not valid JSON ({exc}); pass the `train` section as JSON"
+            ) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"train settings: must be a mapping, got {type(raw).__name__}")
+    shell = {"campaign": "train", "systems": {"x": {"structure": {"prototype": "diamond"}}}}
+    return validate_config({**shell, "train": dict(raw)})["train"]
+
+
+def member_seed(campaign_seed: int, member: int) -> int:
+    """Return the seed of committee member `member`: distinct per member, stable per campaign."""
+    if member < 0:
+        raise ConfigError(f"member index: must be >= 0, got {member}")
+    digest = hashlib.sha256(f"potforge-member:{campaign_seed}:{member}".encode()).hexdigest()
+    return int(digest[:8], 16) % (2**31 - 1)
