@@ -1,0 +1,1 @@
+"""LAMMPS exploration: the potforge pair style plugin, input generation and exploration runs."""
