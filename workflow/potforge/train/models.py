@@ -185,7 +185,8 @@ def graph_of_frames(
     }
 
 
-def _chunks(frames: Sequence[Atoms], max_atoms: int) -> Iterator[list[int]]:
+def frame_chunks(frames: Sequence[Atoms], max_atoms: int) -> Iterator[list[int]]:
+    """Yield lists of frame indices holding at most max_atoms atoms each (one frame at least)."""
     chunk: list[int] = []
     atoms_in_chunk = 0
     for k, atoms in enumerate(frames):
@@ -218,27 +219,37 @@ def predict(
     energies = np.empty(len(frames))
     forces: list[np.ndarray] = [np.empty((0, 3))] * len(frames)
     stresses = np.empty((len(frames), 3, 3)) if stress else None
-    groups = [[k] for k in range(len(frames))] if stress else _chunks(frames, max_atoms_per_call)
+    groups = (
+        [[k] for k in range(len(frames))] if stress else frame_chunks(frames, max_atoms_per_call)
+    )
     for group in groups:
         chunk = [frames[k] for k in group]
         data = graph_of_frames(chunk, potential.type_names, potential.r_max, merged=not stress)
         out = potential(data)
-        atomic = out["atomic_energy"].reshape(-1).numpy().astype(np.float64)
-        f_all = out["forces"].numpy().astype(np.float64)
-        if not (np.isfinite(atomic).all() and np.isfinite(f_all).all()):
-            raise ModelError(
-                f"{potential.path}: non-finite energies or forces; check the model file and that "
-                "inputs are float64"
-            )
-        start = 0
-        for k, atoms in zip(group, chunk, strict=True):
-            stop = start + len(atoms)
-            energies[k] = atomic[start:stop].sum()
-            forces[k] = f_all[start:stop]
-            start = stop
+        chunk_energies, chunk_forces = split_outputs(potential, out, [len(a) for a in chunk])
+        for k, energy, frame_forces in zip(group, chunk_energies, chunk_forces, strict=True):
+            energies[k] = energy
+            forces[k] = frame_forces
         if stresses is not None:
             stresses[group[0]] = _stress_of(out, potential, chunk[0])
     return Predictions(energies, forces, stresses)
+
+
+def split_outputs(
+    potential: Potential, out: Mapping[str, torch.Tensor], sizes: Sequence[int]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Split a merged graph's outputs into per-frame energies (summed atomic energies), forces."""
+    atomic = out["atomic_energy"].reshape(-1).numpy().astype(np.float64)
+    f_all = out["forces"].numpy().astype(np.float64)
+    if not (np.isfinite(atomic).all() and np.isfinite(f_all).all()):
+        raise ModelError(
+            f"{potential.path}: non-finite energies or forces; check the model file and that "
+            "inputs are float64"
+        )
+    bounds = np.cumsum([0, *sizes])
+    energies = np.add.reduceat(atomic, bounds[:-1]) if len(sizes) else np.empty(0)
+    forces = [f_all[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return energies, forces
 
 
 def _stress_of(out: Mapping[str, torch.Tensor], potential: Potential, atoms: Atoms) -> np.ndarray:
