@@ -19,6 +19,20 @@ if str(VENV_LIB) not in os.environ.get("LD_LIBRARY_PATH", ""):
 TINY_DFT = {"ecut": 200, "kpt_density": 1.5, "frame_timeout_s": 300}
 
 
+def workflow_copy(dest: Path) -> Path:
+    """Copy what a Snakemake run needs (no results) into `dest`, for isolated end-to-end runs."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "config", "profiles", "envs", "tests/data"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
+    return dest
+
+
 def tiny_config(**overrides):
     """Return a validated configuration for a tiny silicon campaign."""
     from potforge.config import validate_config

@@ -1,4 +1,4 @@
-"""Exception families of potforge: one type per kind of failure, each with a message naming the cause."""
+"""Exception families of potforge: one type per kind of failure, messages name the cause."""
 
 
 class PotforgeError(Exception):

@@ -10,7 +10,8 @@ import numpy as np
 from ase import Atoms
 from ase.build import surface
 
-from potforge.structures import min_distance_ratio, too_close_reason
+from potforge.errors import StructureError
+from potforge.structures import too_close_reason
 
 
 def tag_origin(atoms: Atoms, system: str, generator: str, seed: int | None, **params: Any) -> Atoms:
@@ -58,33 +59,41 @@ def slab(atoms: Atoms, miller: tuple[int, int, int], layers: int, vacuum: float)
 
 
 def disordered(
-    atoms: Atoms, seed: int, min_fraction: float, density_scale: float = 1.0, tries: int = 2000
+    atoms: Atoms, seed: int, min_fraction: float, density_scale: float = 1.0, tries: int = 500
 ) -> Atoms:
     """Return a random cell with the same composition and density, atoms kept apart.
 
-    Atoms are placed one by one at uniform random positions, each accepted only when it is at
-    least `min_fraction` (plus a margin) of a covalent-radius sum from every atom placed so far.
+    Atoms are placed one by one at uniform random positions, each accepted only when every
+    distance to the atoms placed so far is at least `margin` times the covalent-radius sum; the
+    margin starts 0.15 above `min_fraction` and relaxes towards it when a cell is crowded.
     """
+    from ase.data import covalent_radii
+    from ase.geometry import get_distances
+
     rng = np.random.default_rng(seed)
     out = atoms.copy()
     out.set_cell(atoms.cell.array / density_scale ** (1 / 3), scale_atoms=False)
-    target = min(1.0, min_fraction + 0.25)
-    order = rng.permutation(len(out))
-    placed: list[int] = []
-    cell = out.cell.array
-    for idx in order:
-        for _ in range(tries):
-            out.positions[idx] = rng.random(3) @ cell
-            probe = out[placed + [int(idx)]]
-            if len(probe) < 2 or min_distance_ratio(probe)[0] >= target:
-                break
-        else:
-            raise RuntimeError(
-                f"could not place atom {idx} at fraction {target} after {tries} tries; "
-                "lower density_scale"
-            )
-        placed.append(int(idx))
-    return out
+    cell, radii = out.cell.array, covalent_radii[out.numbers]
+    for margin in np.linspace(min_fraction + 0.15, min_fraction + 0.01, 8):
+        placed: list[int] = []
+        for idx in rng.permutation(len(out)):
+            for _ in range(tries):
+                trial = rng.random(3) @ cell
+                if not placed:
+                    break
+                _, d = get_distances(trial, out.positions[placed], cell=cell, pbc=True)
+                if (d[0] >= margin * (radii[idx] + radii[placed])).all():
+                    break
+            else:
+                break  # crowded: start again with a smaller margin
+            out.positions[idx] = trial
+            placed.append(int(idx))
+        if len(placed) == len(out):
+            return out
+    raise StructureError(
+        f"could not place {len(out)} atoms at {min_fraction} of the covalent-radius sums; "
+        "lower disordered.density_scale"
+    )
 
 
 def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int) -> list[Atoms]:

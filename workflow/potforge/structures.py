@@ -39,7 +39,7 @@ def hfo2_monoclinic(a: float | None = None) -> Atoms:
 
 
 def hfo2_tetragonal(a: float | None = None) -> Atoms:
-    """Return tetragonal HfO2 (P4_2/nmc, 6 atoms; a = 3.58, c = 5.20 Angstrom, O shift dz = 0.045)."""
+    """Return tetragonal HfO2 (P4_2/nmc, 6 atoms; a = 3.58, c = 5.20 A, O shift dz = 0.045)."""
     lattice = 3.58 if a is None else a
     return crystal(
         ["Hf", "O"],

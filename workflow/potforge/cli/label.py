@@ -64,7 +64,8 @@ def run_sample(args: argparse.Namespace) -> int:
     kept, rejected = screen(frames, settings["min_distance_fraction"])
     for atoms in rejected:
         _log(
-            f"[sample] {args.system}: rejected {atoms.info['origin']}: {atoms.info['reject_reason']}"
+            f"[sample] {args.system}: rejected {atoms.info['origin']}: "
+            f"{atoms.info['reject_reason']}"
         )
     write_frames(args.rejected, rejected)
     write_frames(args.out, kept)

@@ -114,7 +114,7 @@ def label_frames(
     iteration: int = 0,
     log: Callable[[str], None] = print,
 ) -> LabelReport:
-    """Label frames with GPAW single points, reusing the store; quarantine what the ladder cannot fix."""
+    """Label frames with GPAW, reusing the store; quarantine what the ladder cannot fix."""
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
     ladder = attempts(dft)
@@ -135,7 +135,8 @@ def label_frames(
         for step, (label, settings) in enumerate(ladder):
             start = time.perf_counter()
             log(
-                f"[label] frame {k}/{n} {fid} ({origin}, {len(atoms)} atoms): attempt {step} [{label}]"
+                f"[label] frame {k}/{n} {fid} ({origin}, {len(atoms)} atoms): "
+                f"attempt {step} [{label}]"
             )
             result, why = run_attempt(
                 atoms, settings, store / ".work" / fid, ranks, launcher, dft["frame_timeout_s"]

@@ -1,0 +1,91 @@
+"""The dataset: one ASE database with provenance, de-duplication, a split stable as data grows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ase.db import connect
+from ase.io import read
+from potforge.dataset import build_dataset, check_failed_fraction, previous_splits
+from potforge.errors import LabelError
+
+SPLIT = {"train": 0.6, "validation": 0.2, "test": 0.2}
+
+
+def _copies(frames):
+    out = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.calc = atoms.calc
+        out.append(copy)
+    return out
+
+
+def test_database_holds_every_frame_with_provenance(si_frames, tmp_path):
+    summary = build_dataset(_copies(si_frames), [], SPLIT, tmp_path)
+    assert summary["frames"] == len(si_frames)
+    assert sum(summary["per_split"].values()) == len(si_frames)
+    with connect(tmp_path / "ase.db") as db:
+        rows = list(db.select())
+        assert len(rows) == len(si_frames)
+        row = rows[0]
+        for key in ("iteration", "origin", "dft_hash", "gpaw_version", "wall_s", "scf_iterations"):
+            assert hasattr(row, key), key
+        assert row.ladder_step == 0 and row.quarantined is False
+        assert row.split in ("train", "validation", "test")
+        assert abs(row.energy - row.toatoms().get_potential_energy()) < 1e-9
+    for name in ("train", "validation", "test"):
+        frames = read(tmp_path / f"{name}.extxyz", ":")
+        assert len(frames) == summary["per_split"][name] > 0
+        assert frames[0].get_forces().shape == (len(frames[0]), 3)
+        assert frames[0].get_stress().shape == (6,)
+    assert json.loads((tmp_path / "summary.json").read_text())["atoms_per_species"] == {
+        "Si": 2 * len(si_frames)
+    }
+
+
+def test_duplicates_are_dropped(si_frames, tmp_path):
+    frames = _copies(si_frames[:5]) + _copies(si_frames[:2])
+    assert build_dataset(frames, [], SPLIT, tmp_path)["frames"] == 5
+
+
+def test_split_is_stable_when_frames_are_added(si_frames, tmp_path):
+    first = build_dataset(_copies(si_frames[:10]), [], SPLIT, tmp_path / "a")
+    before = previous_splits(tmp_path / "a" / "ase.db")
+    assert len(before) == first["frames"] == 10
+    build_dataset(_copies(si_frames), [], SPLIT, tmp_path / "b", previous=before)
+    after = previous_splits(tmp_path / "b" / "ase.db")
+    assert len(after) == len(si_frames)
+    assert all(after[key] == split for key, split in before.items())
+    # A frame never moves into training: test frames of the first build stay test frames.
+    assert {k for k, v in before.items() if v == "test"} <= {
+        k for k, v in after.items() if v == "test"
+    }
+
+
+def test_small_datasets_still_get_validation_and_test_frames(si_frames, tmp_path):
+    summary = build_dataset(
+        _copies(si_frames[:3]), [], {"train": 0.9, "validation": 0.05, "test": 0.05}, tmp_path
+    )
+    assert summary["per_split"] == {"train": 1, "validation": 1, "test": 1}
+
+
+def test_quarantined_frames_are_flagged_with_their_reason(si_frames, tmp_path):
+    bad = si_frames[0].copy()
+    bad.info.update(quarantine_reason="SCF not converged within 3 iterations", frame_id="x-y")
+    build_dataset(_copies(si_frames[1:4]), [bad], SPLIT, tmp_path)
+    with connect(tmp_path / "ase.db") as db:
+        flagged = list(db.select(quarantined=True))
+        assert len(flagged) == 1 and flagged[0].reason.startswith("SCF not converged")
+        assert db.count(quarantined=False) == 3
+
+
+def test_too_many_quarantined_frames_stop_the_run_with_a_clear_message(si_frames):
+    good = _copies(si_frames[:8])
+    bad = _copies(si_frames[8:10])
+    for atoms in bad:
+        atoms.info["quarantine_reason"] = "crashed: GPAW worker exited with status 1"
+    check_failed_fraction(good, bad[:0], iteration=0, limit=0.1)
+    with pytest.raises(LabelError, match=r"iteration 0: 2 of 10 frames quarantined \(20%\)"):
+        check_failed_fraction(good, bad, iteration=0, limit=0.1)

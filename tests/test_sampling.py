@@ -1,0 +1,99 @@
+"""Prototypes and iteration-0 sampling: right crystals, deterministic, tagged, screened."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+from potforge.hashing import structure_hash
+from potforge.sampling import disordered, sample_system, screen
+from potforge.structures import (
+    diamond,
+    hfo2_cubic,
+    hfo2_monoclinic,
+    hfo2_tetragonal,
+    min_distance_ratio,
+    too_close_reason,
+)
+
+
+def test_prototypes_have_the_literature_cells():
+    si = diamond()
+    assert len(si) == 8 and np.allclose(si.cell.lengths(), 5.47)
+    mono = hfo2_monoclinic()
+    assert mono.get_chemical_formula() == "Hf4O8"
+    assert np.allclose(mono.cell.cellpar(), [5.117, 5.175, 5.291, 90, 99.22, 90], atol=1e-6)
+    # Monoclinic Hf is seven-fold coordinated by O within 2.6 A.
+    from ase.neighborlist import neighbor_list
+
+    i, j = neighbor_list("ij", mono, 2.6)
+    sym = np.array(mono.get_chemical_symbols())
+    hf = np.where(sym == "Hf")[0]
+    assert all(((i == k) & (sym[j] == "O")).sum() == 7 for k in hf)
+    assert hfo2_tetragonal().get_chemical_formula() == "Hf2O4"
+    cubic = hfo2_cubic()
+    assert cubic.get_chemical_formula() == "Hf4O8"
+    i, j, d = neighbor_list("ijd", cubic, 2.3)
+    assert np.allclose(d, 5.07 * np.sqrt(3) / 4)
+
+
+def test_sampling_is_deterministic_and_tagged():
+    config = tiny_config()
+    settings = config["systems"]["si"]
+    first = sample_system("si", diamond(), settings, seed=3)
+    again = sample_system("si", diamond(), settings, seed=3)
+    other = sample_system("si", diamond(), settings, seed=4)
+    assert [structure_hash(a) for a in first] == [structure_hash(a) for a in again]
+    assert [structure_hash(a) for a in first] != [structure_hash(a) for a in other]
+    generators = {a.info["generator"] for a in first}
+    assert {"bulk", "strain", "shear", "rattle", "vacancy", "disordered"} <= generators
+    for atoms in first:
+        assert atoms.info["system"] == "si"
+        json.loads(atoms.info["params"])
+    vacancy = next(a for a in first if a.info["generator"] == "vacancy")
+    assert len(vacancy) == 7
+
+
+def test_surface_slab_is_periodic_with_vacuum():
+    config = tiny_config(
+        systems={
+            "si": {
+                "structure": {"prototype": "diamond"},
+                "sample": {"surface": {"miller": [1, 0, 0], "layers": 2, "vacuum": 5.0}},
+            }
+        }
+    )
+    frames = sample_system("si", diamond(), config["systems"]["si"], seed=1)
+    slab = next(a for a in frames if a.info["generator"] == "surface")
+    assert slab.pbc.all()
+    assert slab.cell.lengths()[2] > 10.0
+
+
+def test_disordered_cell_respects_the_distance_limit():
+    cell = disordered(diamond(), seed=5, min_fraction=0.6)
+    assert min_distance_ratio(cell)[0] >= 0.6
+    assert np.isclose(cell.get_volume(), diamond().get_volume())
+
+
+def test_too_close_atoms_are_rejected_before_dft_with_a_reason():
+    bad = diamond()
+    bad.positions[1] = bad.positions[0] + [0.5, 0.0, 0.0]
+    good = diamond()
+    kept, rejected = screen([good, bad], min_fraction=0.6)
+    assert kept == [good] and rejected == [bad]
+    reason = bad.info["reject_reason"]
+    assert "atoms 0 (Si) and 1 (Si) are 0.500 A apart" in reason
+    assert too_close_reason(good, 0.6) is None
+
+
+@pytest.mark.parametrize("prototype", ["hfo2-monoclinic", "hfo2-tetragonal", "hfo2-cubic"])
+def test_hfo2_systems_sample_two_species(prototype):
+    config = tiny_config(systems={"x": {"structure": {"prototype": prototype}}})
+    from potforge.structures import starting_structure
+
+    base = starting_structure(config["systems"]["x"]["structure"])
+    frames = sample_system("x", base, config["systems"]["x"], seed=2)
+    kept, rejected = screen(frames, config["systems"]["x"]["min_distance_fraction"])
+    assert kept and all(set(a.get_chemical_symbols()) == {"Hf", "O"} for a in kept)

@@ -1,0 +1,7 @@
+"""Allow `python -m potforge.cli`."""
+
+import sys
+
+from potforge.cli import main
+
+sys.exit(main())
