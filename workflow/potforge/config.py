@@ -198,3 +198,54 @@ def model_species(config: Mapping[str, Any]) -> list[str]:
     for system in config["systems"].values():
         found.update(starting_structure(system["structure"]).get_chemical_symbols())
     return sorted(found, key=lambda s: atomic_numbers[s])
+
+
+def schema_reference() -> str:
+    """Render every configuration key, its type, default and meaning as a Markdown table."""
+    schema = load_schema()
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        node = _resolve(node, schema)
+        kind = node.get("type", "object" if "properties" in node else "")
+        kind = " or ".join(kind) if isinstance(kind, list) else kind
+        if "enum" in node:
+            kind = " | ".join(map(str, node["enum"]))
+        default = json_default(node["default"]) if "default" in node else "required" * (
+            path.split(".")[-1] in _required_at(path)
+        )
+        if path:
+            rows.append((path, kind, default, " ".join(node.get("description", "").split())))
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}" if path else key)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            walk(extra, f"{path}.<name>")
+        items = node.get("items")
+        if isinstance(items, dict) and "properties" in _resolve(items, schema):
+            walk(items, f"{path}[]")
+
+    def _required_at(path: str) -> list[str]:
+        node: Any = schema
+        for part in path.split(".")[:-1]:
+            node = _resolve(node, schema)
+            if part == "<name>":
+                node = node["additionalProperties"]
+            else:
+                node = node.get("properties", {}).get(part.removesuffix("[]"), {})
+                if part.endswith("[]"):
+                    node = _resolve(node, schema).get("items", {})
+        return _resolve(node, schema).get("required", [])
+
+    walk(schema, "")
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for path, kind, default, text in rows:
+        lines.append(f"| `{path}` | {kind} | {default} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+def json_default(value: Any) -> str:
+    """Format a schema default for the reference table."""
+    import json
+
+    return f"`{json.dumps(value)}`"
