@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from potforge.config import load_config, model_species, validate_config
 from potforge.errors import ConfigError
 from potforge.profiles import validate_profile

@@ -7,6 +7,7 @@ import json
 import pytest
 from ase.db import connect
 from ase.io import read
+
 from potforge.dataset import build_dataset, check_failed_fraction, previous_splits
 from potforge.errors import LabelError
 

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from ase.build import bulk
+
 from conftest import TINY_DFT, tiny_config
 from potforge.dft.label import frame_id, label_frames
 from potforge.io import read_frames, write_frames

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from conftest import tiny_config
 from potforge.hashing import structure_hash
 from potforge.sampling import disordered, sample_system, screen

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,0 +1,70 @@
+"""Uncertainty selection: the trust window, diverse picks, and the convergence criterion."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from potforge.select import classify, convergence, select_frames, structure_descriptor
+from potforge.structures import diamond, hfo2_cubic
+
+TRUST = {"si": {"lo": 0.05, "hi": 0.15}}
+
+
+def frames(n, amplitude, deviation, seed=0, step_every=10):
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        atoms = diamond()
+        atoms.positions += rng.normal(0, amplitude, atoms.positions.shape)
+        dev = deviation(k) if callable(deviation) else deviation
+        atoms.info.update(system="si", max_force_dev=dev, step=k * step_every)
+        out.append(atoms)
+    return out
+
+
+def test_trust_window_boundaries():
+    assert classify(0.049, 0.05, 0.15) == "accurate"
+    assert classify(0.05, 0.05, 0.15) == "candidate"
+    assert classify(0.149, 0.05, 0.15) == "candidate"
+    assert classify(0.15, 0.05, 0.15) == "failed"
+
+
+def test_near_identical_frames_yield_one_pick():
+    traj = frames(30, 1e-4, 0.1, step_every=100)
+    picked, report = select_frames({"t": traj}, TRUST, ["Si"], 10, 0, 0.02)
+    assert len(picked) == 1
+    assert report["candidates"] == 30 and report["counts"]["candidate"] == 30
+
+
+def test_distinct_frames_are_picked_up_to_the_cap_and_steps_are_spaced():
+    traj = frames(40, 0.15, lambda k: 0.06 + 0.002 * k, step_every=10)
+    picked, report = select_frames({"t": traj}, TRUST, ["Si"], 5, 50, 0.0)
+    assert len(picked) == 5
+    steps = sorted(p.info["step"] for p in picked)
+    assert min(np.diff(steps)) >= 50
+    assert picked[0].info["max_force_dev"] == max(a.info["max_force_dev"] for a in traj)
+    assert all(p.info["generator"] == "explore" and p.info["system"] == "si" for p in picked)
+    assert len(report["picked"]) == 5 and report["picked"][0]["why"] == "highest deviation"
+
+
+def test_accurate_and_failed_frames_are_counted_never_picked():
+    traj = frames(10, 0.1, lambda k: 0.01 if k < 5 else 0.5)
+    picked, report = select_frames({"t": traj}, TRUST, ["Si"], 10, 0, 0.0)
+    assert picked == []
+    assert report["counts"] == {"accurate": 5, "candidate": 0, "failed": 5}
+    assert sum(report["deviation_histogram"]["counts"]) == 10
+
+
+def test_convergence_needs_accuracy_and_no_failures():
+    ok = {"frames": 100, "counts": {"failed": 0}, "fractions": {"accurate": 0.96}}
+    assert convergence(ok, 0.95)[0]
+    failed = {"frames": 100, "counts": {"failed": 1}, "fractions": {"accurate": 0.99}}
+    done, why = convergence(failed, 0.95)
+    assert not done and "1 failed" in why
+    low = {"frames": 100, "counts": {"failed": 0}, "fractions": {"accurate": 0.5}}
+    assert not convergence(low, 0.95)[0]
+
+
+def test_descriptor_separates_species_pairs():
+    d = structure_descriptor(hfo2_cubic(), ["O", "Hf"])
+    assert d.shape == (150,) and np.isclose(np.linalg.norm(d), 1.0)

@@ -1,0 +1,194 @@
+"""Uncertainty selection: trust-window classification, diverse picks, and the convergence test.
+
+Pure functions over ASE frames carrying `info['max_force_dev']` (eV/A) and `info['step']`,
+independent of Snakemake, the MD engine and the DFT code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.neighborlist import neighbor_list
+
+ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
+
+
+def classify(deviation: float, lo: float, hi: float) -> str:
+    """Return accurate (< lo), candidate (in [lo, hi)) or failed (>= hi) for one deviation."""
+    if deviation < lo:
+        return ACCURATE
+    return CANDIDATE if deviation < hi else FAILED
+
+
+def structure_descriptor(
+    atoms: Atoms, species: Sequence[str], r_max: float = 5.0, bins: int = 50, width: float = 0.1
+) -> np.ndarray:
+    """Return a species-pair-resolved, Gaussian-smoothed radial distribution (unit norm).
+
+    Cheap and permutation-invariant: near-identical frames give near-identical vectors.
+    """
+    i, j, d = neighbor_list("ijd", atoms, r_max)
+    symbols = np.array(atoms.get_chemical_symbols())
+    centres = np.linspace(0.0, r_max, bins)
+    parts = []
+    for a_idx, a in enumerate(species):
+        for b in species[a_idx:]:
+            mask = (symbols[i] == a) & (symbols[j] == b)
+            dist = d[mask]
+            hist = np.exp(-(((centres[None, :] - dist[:, None]) / width) ** 2)).sum(axis=0)
+            parts.append(hist / max(len(atoms), 1))
+    vec = np.concatenate(parts)
+    norm = np.linalg.norm(vec)
+    return vec / norm if norm > 0 else vec
+
+
+@dataclass
+class Pick:
+    """One selected frame and why it was chosen."""
+
+    index: int
+    deviation: float
+    distance: float
+    reason: str
+
+
+def diverse_picks(
+    descriptors: np.ndarray,
+    deviations: np.ndarray,
+    groups: Sequence[str],
+    steps: Sequence[int],
+    max_picks: int,
+    min_distance: float,
+    min_step_gap: int,
+) -> list[Pick]:
+    """Farthest-point sampling over candidates, starting from the most uncertain one.
+
+    A frame is skipped when it lies within `min_step_gap` MD steps of a pick from the same
+    trajectory (`groups`), and sampling stops once the farthest remaining frame is closer than
+    `min_distance` to a pick: near-duplicates are never picked twice.
+    """
+    n = len(deviations)
+    if n == 0 or max_picks == 0:
+        return []
+    first = int(np.argmax(deviations))
+    picks = [Pick(first, float(deviations[first]), float("inf"), "highest deviation")]
+    nearest = np.linalg.norm(descriptors - descriptors[first], axis=1)
+    blocked = np.zeros(n, dtype=bool)
+    blocked[first] = True
+
+    def block_neighbours(k: int) -> None:
+        for m in range(n):
+            if groups[m] == groups[k] and abs(int(steps[m]) - int(steps[k])) < min_step_gap:
+                blocked[m] = True
+
+    block_neighbours(first)
+    while len(picks) < max_picks:
+        score = np.where(blocked, -1.0, nearest)
+        k = int(np.argmax(score))
+        if score[k] < min_distance:
+            break
+        picks.append(
+            Pick(
+                k, float(deviations[k]), float(score[k]), f"farthest point, distance {score[k]:.3f}"
+            )
+        )
+        blocked[k] = True
+        block_neighbours(k)
+        nearest = np.minimum(nearest, np.linalg.norm(descriptors - descriptors[k], axis=1))
+    return picks
+
+
+def select_frames(
+    trajectories: Mapping[str, Sequence[Atoms]],
+    trust: Mapping[str, Mapping[str, float]],
+    species: Sequence[str],
+    max_frames: int,
+    min_step_gap: int,
+    min_distance: float,
+) -> tuple[list[Atoms], dict[str, Any]]:
+    """Classify every explored frame and pick diverse candidates; return picks and a report.
+
+    `trajectories` maps a task name to its frames; each frame's `info['system']` selects its
+    trust window from `trust` (system name -> {'lo', 'hi'}).
+    """
+    per_task: dict[str, dict[str, int]] = {}
+    candidates: list[tuple[str, Atoms]] = []
+    all_devs: list[float] = []
+    for task, frames in sorted(trajectories.items()):
+        counts = {ACCURATE: 0, CANDIDATE: 0, FAILED: 0}
+        for atoms in frames:
+            window = trust[atoms.info["system"]]
+            dev = float(atoms.info["max_force_dev"])
+            kind = classify(dev, window["lo"], window["hi"])
+            counts[kind] += 1
+            all_devs.append(dev)
+            if kind == CANDIDATE:
+                candidates.append((task, atoms))
+        per_task[task] = counts
+    total = {k: sum(c[k] for c in per_task.values()) for k in (ACCURATE, CANDIDATE, FAILED)}
+    frames_seen = sum(total.values())
+    picks: list[Pick] = []
+    if candidates:
+        descriptors = np.array([structure_descriptor(a, species) for _, a in candidates])
+        picks = diverse_picks(
+            descriptors,
+            np.array([float(a.info["max_force_dev"]) for _, a in candidates]),
+            [t for t, _ in candidates],
+            [int(a.info.get("step", 0)) for _, a in candidates],
+            max_frames,
+            min_distance,
+            min_step_gap,
+        )
+    selected = []
+    picked_report = []
+    for pick in picks:
+        task, atoms = candidates[pick.index]
+        frame = atoms.copy()
+        frame.info = {
+            "system": atoms.info["system"],
+            "generator": "explore",
+            "origin": f"explore({task}, step={int(atoms.info.get('step', 0))})",
+            "task": task,
+            "step": int(atoms.info.get("step", 0)),
+            "max_force_dev": pick.deviation,
+        }
+        selected.append(frame)
+        picked_report.append(
+            {
+                "task": task,
+                "step": frame.info["step"],
+                "deviation": pick.deviation,
+                "why": pick.reason,
+            }
+        )
+    hist_hi = max([2.0 * w["hi"] for w in trust.values()] + [max(all_devs, default=0.0)])
+    counts, edges = np.histogram(all_devs, bins=20, range=(0.0, hist_hi))
+    report = {
+        "frames": frames_seen,
+        "counts": total,
+        "fractions": {k: (v / frames_seen if frames_seen else 0.0) for k, v in total.items()},
+        "per_task": per_task,
+        "candidates": len(candidates),
+        "picked": picked_report,
+        "deviation_histogram": {"edges": edges.round(4).tolist(), "counts": counts.tolist()},
+    }
+    return selected, report
+
+
+def convergence(report: Mapping[str, Any], converged_accuracy: float) -> tuple[bool, str]:
+    """Return (converged, why): enough accurate frames and no failed ones."""
+    frames = report["frames"]
+    if frames == 0:
+        return False, "no frames were explored"
+    accurate = report["fractions"][ACCURATE]
+    failed = report["counts"][FAILED]
+    if accurate >= converged_accuracy and failed == 0:
+        return True, f"converged: {accurate:.1%} of {frames} explored frames accurate, none failed"
+    return False, (
+        f"not converged: {accurate:.1%} accurate (target {converged_accuracy:.0%}), "
+        f"{failed} failed of {frames}"
+    )
