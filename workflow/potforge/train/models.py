@@ -126,10 +126,14 @@ def _load_eager(path: Path, kind: str, device: str) -> Potential:
     from nequip.model.saved_models.load_utils import load_saved_model
     from nequip.utils.global_state import set_global_state
 
-    set_global_state()  # NequIP builds models only after this (it also sets float64 as default)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        module = load_saved_model(str(path))
+    default_dtype = torch.get_default_dtype()
+    try:
+        set_global_state()  # NequIP builds models only after this; it makes float64 the default
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = load_saved_model(str(path))
+    finally:
+        torch.set_default_dtype(default_dtype)
     module = module.to(device).eval()
     for p in module.parameters():
         p.requires_grad_(False)

@@ -1,0 +1,342 @@
+"""The NequIP committee stage: configs, real (tiny) training, warm start, deployment, scoring."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from potforge.errors import ConfigError, DatasetError, ModelError, TrainingError
+from potforge.io import read_json, write_frames
+
+# A model small enough to train a few epochs in seconds on one core.
+TINY_TRAIN = {
+    "model": {"num_features": 8, "radial_mlp_width": 16, "num_layers": 2, "l_max": 1},
+    "batch_size": 5,
+    "learning_rate": 0.01,
+}
+SI_EPOCHS = 12
+CAMPAIGN_SEED = 7
+POTFORGE = str(Path(sys.executable).parent / "potforge")
+
+
+def _write_splits(root: Path, frames, n_val: int, n_test: int):
+    from potforge.train.nequip_config import SplitFiles
+
+    root.mkdir(parents=True, exist_ok=True)
+    n_train = len(frames) - n_val - n_test
+    write_frames(root / "train.extxyz", frames[:n_train])
+    write_frames(root / "validation.extxyz", frames[n_train : n_train + n_val])
+    write_frames(root / "test.extxyz", frames[n_train + n_val :])
+    return SplitFiles.in_dir(root)
+
+
+def _big_frames(frames, n: int = 4, atoms: int = 64):
+    from potforge.train.compile_data import representative_frame
+
+    out = []
+    for k, frame in enumerate(frames[:n]):
+        big = representative_frame(frame, atoms)
+        big.rattle(0.05, seed=k)
+        out.append(big)
+    return out
+
+
+@pytest.fixture(scope="module")
+def si_splits(tmp_path_factory, si_frames):
+    return _write_splits(tmp_path_factory.mktemp("si_data"), si_frames, 3, 3)
+
+
+@pytest.fixture(scope="module")
+def hfo_splits(tmp_path_factory, hfo_frames):
+    return _write_splits(tmp_path_factory.mktemp("hfo_data"), hfo_frames, 2, 2)
+
+
+@pytest.fixture(scope="module")
+def si_members(tmp_path_factory, si_splits):
+    """Two Si members trained from scratch (the Python API)."""
+    from potforge.train.member import train_member
+
+    root = tmp_path_factory.mktemp("si_committee")
+    dirs = []
+    for k in range(2):
+        out = root / f"member_{k}"
+        train_member(TINY_TRAIN, ["Si"], si_splits, out, k, CAMPAIGN_SEED, epochs=SI_EPOCHS)
+        dirs.append(out)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def hfo_members(tmp_path_factory, hfo_splits):
+    """Two HfO members trained from scratch through the command line."""
+    root = tmp_path_factory.mktemp("hfo_committee")
+    dirs = []
+    for k in range(2):
+        out = root / f"member_{k}"
+        argv = [POTFORGE, "train-member", "--train-settings", json.dumps(TINY_TRAIN)]
+        argv += ["--species", "O", "Hf", "--data-dir", str(hfo_splits.train.parent)]
+        argv += ["--member", str(k), "--seed", str(CAMPAIGN_SEED), "--out", str(out)]
+        argv += ["--epochs", "4", "--threads", "1"]
+        subprocess.run(argv, check=True)
+        dirs.append(out)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def si_compiled(si_members, tmp_path_factory):
+    """Member 0 packaged and compiled for the ase target: the suite's only compile."""
+    from potforge.train.deploy import deploy_member
+
+    cache = tmp_path_factory.mktemp("model_cache")
+    report = deploy_member(si_members[0], ["ase"], cache_dir=cache)
+    return report, cache
+
+
+# --- fast: settings, seeds, configs -------------------------------------------------------
+
+
+def test_member_seeds_differ_and_are_stable():
+    from potforge.train.settings import member_seed
+
+    seeds = [member_seed(2026, k) for k in range(8)]
+    assert len(set(seeds)) == 8
+    assert seeds == [member_seed(2026, k) for k in range(8)]
+    assert member_seed(2027, 0) != seeds[0]
+    with pytest.raises(ConfigError, match="member index"):
+        member_seed(2026, -1)
+
+
+def test_train_settings_fill_defaults_and_reject_unknown_keys():
+    from potforge.train.settings import resolve_train_settings
+
+    settings = resolve_train_settings('{"epochs": 3}')
+    assert settings["epochs"] == 3 and settings["model"]["r_max"] == 4.5
+    with pytest.raises(ConfigError, match="train.epoch"):
+        resolve_train_settings({"epoch": 3})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        resolve_train_settings("{epochs: 3")
+
+
+def test_config_handles_tiny_splits(tmp_path, si_frames):
+    from potforge.train.nequip_config import render_config, write_config
+    from potforge.train.settings import resolve_train_settings
+
+    settings = resolve_train_settings({**TINY_TRAIN, "batch_size": 50})
+    splits = _write_splits(tmp_path / "d", si_frames[:6], 1, 0)
+    config = render_config(settings, ["Si"], splits, seed=3, epochs=2)
+    assert config["data"]["train_dataloader"]["batch_size"] == 5
+    assert config["data"]["val_dataloader"]["batch_size"] == 1
+    assert config["run"] == ["train"] and "test_file_path" not in config["data"]
+    assert Path(config["data"]["train_file_path"]).is_absolute()
+    path = write_config(config, tmp_path / "member")
+    assert "nequip-train -cp" in path.read_text()
+
+    warm = render_config(settings, ["Si"], splits, 3, 2, init=tmp_path / "prev" / "best.ckpt")
+    assert warm["training_module"]["model"]["_target_"] == "nequip.model.ModelFromCheckpoint"
+
+    empty_val = _write_splits(tmp_path / "e", si_frames[:4], 0, 1)
+    with pytest.raises(DatasetError, match="validation split is empty"):
+        render_config(settings, ["Si"], empty_val, 3, 2)
+    with pytest.raises(DatasetError, match=r"species \['Si'\] are not in the model species"):
+        render_config(settings, ["O", "Hf"], splits, 3, 2)
+
+
+def test_compile_targets_are_parsed():
+    from potforge.train.deploy import parse_targets
+
+    assert parse_targets("ase,pair_nequip") == ["ase", "pair_nequip"]
+    assert parse_targets("none") == [] and parse_targets("") == []
+    with pytest.raises(TrainingError, match="unknown"):
+        parse_targets("lammps")
+
+
+def test_force_deviation_definition():
+    from potforge.train.committee import atom_force_deviation, max_force_deviation
+
+    forces = np.zeros((2, 3, 3))
+    forces[0, 1] = [1.0, 0.0, 0.0]
+    forces[1, 1] = [-1.0, 0.0, 0.0]
+    assert np.allclose(atom_force_deviation(forces), [0.0, 1.0, 0.0])
+    assert max_force_deviation(np.repeat(forces[:1], 4, axis=0)) == 0.0
+
+
+@pytest.mark.parametrize("name", ["broken.ckpt", "broken.nequip.zip", "broken.nequip.pt2"])
+def test_corrupt_model_file_names_the_file(tmp_path, name):
+    from potforge.train.models import load_model
+
+    path = tmp_path / name
+    path.write_bytes(b"this is not a model" * 10)
+    with pytest.raises(ModelError, match=rf"{name}: cannot load the"):
+        load_model(path)
+    with pytest.raises(ModelError, match="no such model file"):
+        load_model(tmp_path / "missing.ckpt")
+
+
+# --- slow: real training ------------------------------------------------------------------
+
+
+def _finite_numbers(metrics):
+    for split in ("validation", "test"):
+        for key, value in metrics[split].items():
+            if key != "frames":
+                assert value is not None and math.isfinite(value), (split, key)
+
+
+@pytest.mark.slow
+def test_si_members_write_finite_metrics_and_differ(si_members):
+    from potforge.train.models import load_model, predict
+
+    metrics = [read_json(d / "metrics.json") for d in si_members]
+    for d, m in zip(si_members, metrics, strict=True):
+        assert (d / "best.ckpt").is_file() and (d / "nequip.yaml").is_file()
+        assert not (d / ".tmp").exists() and not (d / ".cache").exists()
+        _finite_numbers(m)
+        assert m["epochs_run"] == SI_EPOCHS and m["device"] == "cpu"
+        assert len(m["validation_force_mae_per_epoch"]) == SI_EPOCHS
+    assert metrics[0]["seed"] != metrics[1]["seed"]
+    frames = _big_frames([a for a in load_frames_of(si_members[0])], n=2)
+    p0, p1 = (predict(load_model(d / "best.ckpt"), frames) for d in si_members)
+    assert np.abs(p0.energies - p1.energies).max() > 1e-4
+
+
+def load_frames_of(member_dir):
+    import yaml
+
+    from potforge.io import read_frames
+
+    config = yaml.safe_load((member_dir / "nequip.yaml").read_text())
+    return read_frames(config["data"]["train_file_path"])
+
+
+@pytest.mark.slow
+def test_hfo_members_two_species(hfo_members):
+    metrics = [read_json(d / "metrics.json") for d in hfo_members]
+    for m in metrics:
+        _finite_numbers(m)
+        assert m["species"] == ["O", "Hf"]
+    assert metrics[0]["validation"] != metrics[1]["validation"]
+
+
+@pytest.mark.slow
+def test_warm_start_reaches_scratch_error_in_fewer_epochs(si_members, si_splits, tmp_path):
+    from potforge.train.member import train_member
+
+    scratch = read_json(si_members[0] / "metrics.json")
+    curve = scratch["validation_force_mae_per_epoch"]
+    target = min(curve)
+    scratch_epochs = curve.index(target) + 1
+    warm = train_member(
+        TINY_TRAIN,
+        ["Si"],
+        si_splits,
+        tmp_path / "warm",
+        0,
+        CAMPAIGN_SEED,
+        init=si_members[0] / "best.ckpt",
+        epochs=4,
+    )
+    assert warm["warm_start"] and warm["init"].endswith("best.ckpt")
+    reached = [k + 1 for k, v in enumerate(warm["validation_force_mae_per_epoch"]) if v <= target]
+    assert reached, (warm["validation_force_mae_per_epoch"], target)
+    assert reached[0] < scratch_epochs
+
+
+@pytest.mark.slow
+def test_warm_start_refuses_other_species(si_members, hfo_splits, tmp_path):
+    from potforge.train.member import train_member
+
+    with pytest.raises(TrainingError, match="same species"):
+        train_member(
+            TINY_TRAIN,
+            ["O", "Hf"],
+            hfo_splits,
+            tmp_path / "w",
+            0,
+            1,
+            init=si_members[0] / "best.ckpt",
+        )
+
+
+@pytest.mark.slow
+def test_compiled_model_agrees_with_checkpoint(si_members, si_compiled, si_frames):
+    from potforge.train.models import load_model, predict
+
+    report, _ = si_compiled
+    compiled = load_model(report["artefacts"]["ase"]["path"])
+    eager = load_model(si_members[0] / "best.ckpt")
+    packaged = load_model(report["artefacts"]["package"]["path"])
+    frames = _big_frames(si_frames)
+    pc, pe, pp = (predict(m, frames, stress=True) for m in (compiled, eager, packaged))
+    assert np.abs(pc.energies - pe.energies).max() < 1e-5
+    assert max(np.abs(a - b).max() for a, b in zip(pc.forces, pe.forces, strict=True)) < 1e-5
+    assert np.abs(pp.energies - pe.energies).max() < 1e-8
+    # merging frames into one graph changes nothing
+    merged = predict(compiled, frames)
+    assert np.abs(merged.energies - pc.energies).max() < 1e-6
+
+
+@pytest.mark.slow
+def test_deploy_again_is_served_from_cache(si_members, si_compiled):
+    from potforge.train.deploy import deploy_member
+
+    _, cache = si_compiled
+    again = deploy_member(si_members[0], ["ase"], cache_dir=cache)
+    assert again["artefacts"]["ase"]["cached"] and again["artefacts"]["package"]["cached"]
+    assert again["artefacts"]["ase"]["seconds"] < 5
+
+
+@pytest.mark.slow
+def test_compiled_model_refuses_float32_inputs(si_compiled, si_frames):
+    from potforge.train.models import graph_of_frames, load_model
+
+    compiled = load_model(si_compiled[0]["artefacts"]["ase"]["path"])
+    graph = graph_of_frames(si_frames[:2], compiled.type_names, compiled.r_max)
+    graph["pos"] = graph["pos"].float()
+    with pytest.raises(ModelError, match="'pos' is torch.float32, the model needs float64"):
+        compiled(graph)
+
+
+@pytest.mark.slow
+def test_committee_deviation_zero_for_copies_positive_for_seeds(si_members, si_frames):
+    from potforge.train.committee import load_committee, score_frames
+
+    frames = _big_frames(si_frames, n=3)
+    copies = score_frames(load_committee([si_members[0] / "best.ckpt"] * 3), frames)
+    assert copies.max_force_deviation.max() < 1e-6
+    seeds = score_frames(load_committee([d / "best.ckpt" for d in si_members]), frames)
+    assert (seeds.max_force_deviation > 1e-3).all()
+    assert seeds.energies.shape == (2, 3) and seeds.forces[0].shape == (2, 64, 3)
+
+
+@pytest.mark.slow
+def test_species_mismatch_names_model_and_species(hfo_members, si_frames):
+    from potforge.train.committee import load_committee, score_frames
+
+    members = load_committee([d / "best.ckpt" for d in hfo_members])
+    with pytest.raises(
+        ModelError, match=r"best.ckpt: the model's type names \['O', 'Hf'\].*\['Si'\]"
+    ):
+        score_frames(members, si_frames[:2])
+
+
+@pytest.mark.slow
+def test_committee_cli_writes_summary(si_members, si_splits, tmp_path):
+    out = tmp_path / "committee.json"
+    argv = [
+        POTFORGE,
+        "committee",
+        "--members",
+        *map(str, si_members),
+        "--test",
+        str(si_splits.test),
+    ]
+    subprocess.run([*argv, "--out", str(out)], check=True)
+    summary = read_json(out)
+    assert summary["frames"] == 3 and len(summary["per_member"]) == 2
+    assert math.isfinite(summary["committee_mean"]["force_mae_ev_per_a"])
+    assert summary["max_force_deviation"]["max"] > 0
