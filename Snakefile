@@ -15,6 +15,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/dft.smk"
 include: "workflow/rules/dataset.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/explore.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

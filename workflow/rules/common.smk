@@ -2,8 +2,9 @@
 import json
 from pathlib import Path
 
-from potforge.config import validate_config
+from potforge.config import model_species, validate_config
 from potforge.errors import ConfigError
+from potforge.md.explore import expand_tasks
 from snakemake.exceptions import WorkflowError
 
 try:
@@ -15,13 +16,17 @@ config.update(_validated)
 
 CAMPAIGN = config["campaign"]
 SYSTEMS = sorted(config["systems"])
+SPECIES = model_species(config)
+MEMBERS = range(config["train"]["committee"])
 
 
 wildcard_constraints:
     campaign=CAMPAIGN,
     iter=r"\d{3}",
     chunk=r"\d{3}",
+    member=r"\d+",
     system="|".join(SYSTEMS),
+    task=r"\d{3}-[A-Za-z0-9.+-]+",
 
 
 def iteration(wildcards):
@@ -47,7 +52,7 @@ def frames_to_label(wildcards):
             campaign=wildcards.campaign,
             system=SYSTEMS,
         )
-    raise WorkflowError("iterations after 0 need the selection stage, not built yet")
+    return f"results/{wildcards.campaign}/iter_{iteration(wildcards) - 1:03d}/select/selected.extxyz"
 
 
 def label_chunks(campaign, it):
@@ -72,11 +77,6 @@ def labels_so_far(kind):
     return inputs
 
 
-def campaign_targets():
-    """What `snakemake` builds by default: the stages that exist so far."""
-    return [f"results/{CAMPAIGN}/iter_000/dataset/summary.json"]
-
-
 def previous_dataset(wildcards):
     """The previous iteration's database, whose splits this iteration keeps (none at 0)."""
     it = iteration(wildcards)
@@ -88,3 +88,130 @@ def previous_dataset(wildcards):
 def previous_option(wildcards, input):
     """The dataset command's --previous option, when there is a previous iteration."""
     return f"--previous {input.previous}" if input.previous else ""
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def member_dir(campaign, it, member):
+    """The folder of one committee member."""
+    return f"results/{campaign}/iter_{it:03d}/train/member_{member}"
+
+
+def warm_start_checkpoint(wildcards):
+    """The member's previous-iteration checkpoint when warm-starting (none at iteration 0)."""
+    it = iteration(wildcards)
+    if it == 0 or not config["train"]["warm_start"]:
+        return []
+    return f"{member_dir(wildcards.campaign, it - 1, wildcards.member)}/best.ckpt"
+
+
+def warm_start_option(wildcards, input):
+    """The train-member command's --init option."""
+    return f"--init {input.init}" if input.init else ""
+
+
+def member_epochs(wildcards):
+    """Epochs of a member: fewer when it starts from its previous checkpoint."""
+    warm = iteration(wildcards) > 0 and config["train"]["warm_start"]
+    return config["train"]["warm_epochs" if warm else "epochs"]
+
+
+def committee_files(name):
+    """Input function: one file of every member of this iteration's committee."""
+
+    def inputs(wildcards):
+        it = iteration(wildcards)
+        return [f"{member_dir(wildcards.campaign, it, m)}/{name}" for m in MEMBERS]
+
+    return inputs
+
+
+# --- exploration and selection --------------------------------------------------------------
+
+
+def exploration_tasks(system, it):
+    """The exploration tasks of one system at one iteration (names and settings)."""
+    return expand_tasks(config["systems"][system], it, config["seed"])
+
+
+def task_settings(wildcards):
+    """One exploration task's settings, as JSON."""
+    for task in exploration_tasks(wildcards.system, iteration(wildcards)):
+        if task["name"] == wildcards.task:
+            return as_json(task)
+    raise WorkflowError(
+        f"no exploration task {wildcards.task} for system {wildcards.system}"
+    )
+
+
+def trust_hi(wildcards):
+    """The upper trust level of a system."""
+    return config["systems"][wildcards.system]["trust"]["hi"]
+
+
+def iteration_trajectories(wildcards):
+    """Every exploration trajectory of one iteration."""
+    it = iteration(wildcards)
+    return [
+        f"results/{wildcards.campaign}/iter_{it:03d}/explore/{system}/{task['name']}/trajectory.extxyz"
+        for system in SYSTEMS
+        for task in exploration_tasks(system, it)
+    ]
+
+
+def trust_windows():
+    """Every system's trust window, as JSON."""
+    return as_json(
+        {name: system["trust"] for name, system in config["systems"].items()}
+    )
+
+
+# --- the end of the loop --------------------------------------------------------------------
+
+
+def selection_reports(wildcards):
+    """Selection reports from iteration 0 up to the one where the loop stops."""
+    reports = []
+    for it in range(config["loop"]["max_iterations"]):
+        done = checkpoints.select.get(campaign=wildcards.campaign, iter=f"{it:03d}")
+        reports.append(done.output.report)
+        with open(done.output.report) as fh:
+            if json.load(fh)["converged"]:
+                break
+    return reports
+
+
+def final_member_files(wildcards):
+    """The deployed files of the committee of the final iteration."""
+    final = len(selection_reports(wildcards)) - 1
+    names = (
+        "best.ckpt",
+        "metrics.json",
+        "model.nequip.zip",
+        "model.pair_nequip.nequip.pt2",
+    )
+    return [
+        f"{member_dir(wildcards.campaign, final, m)}/{name}"
+        for m in MEMBERS
+        for name in names
+    ]
+
+
+def committee_summaries(wildcards):
+    """The committee summaries of every iteration up to the final one."""
+    final = len(selection_reports(wildcards)) - 1
+    return [
+        f"results/{wildcards.campaign}/iter_{it:03d}/train/committee.json"
+        for it in range(final + 1)
+    ]
+
+
+def final_member_dirs(wildcards, input):
+    """The final members' folders (finalize copies from them)."""
+    return sorted({str(Path(f).parent) for f in input.members})
+
+
+def campaign_targets():
+    """What `snakemake` builds by default: the final committee and its model card."""
+    return [f"results/{CAMPAIGN}/final/model_card.json"]

@@ -5,6 +5,7 @@ rule sample:
     output:
         frames="results/{campaign}/iter_000/sample/{system}.extxyz",
         rejected="results/{campaign}/iter_000/sample/{system}.rejected.extxyz",
+        start="results/{campaign}/iter_000/sample/{system}.start.extxyz",
     log:
         "results/{campaign}/logs/iter_000/sample/{system}.log",
     conda:
@@ -14,4 +15,5 @@ rule sample:
         seed=config["seed"],
     shell:
         "potforge sample --system {wildcards.system} --settings {params.settings:q}"
-        " --seed {params.seed} --out {output.frames} --rejected {output.rejected} > {log} 2>&1"
+        " --seed {params.seed} --out {output.frames} --rejected {output.rejected}"
+        " --start {output.start} > {log} 2>&1"

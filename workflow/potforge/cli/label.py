@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True, help="extxyz of the accepted structures")
     p.add_argument("--rejected", required=True, help="extxyz of structures rejected before DFT")
+    p.add_argument("--start", help="extxyz of the starting crystal (exploration starts here)")
     p.set_defaults(func=run_sample)
 
     p = subparsers.add_parser("plan-labels", help="split frames into labelling chunks")
@@ -60,6 +61,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
     settings = json.loads(args.settings)
     base = starting_structure(settings["structure"])
+    if args.start:
+        write_frames(args.start, [base])
     frames = sample_system(args.system, base, settings, args.seed)
     kept, rejected = screen(frames, settings["min_distance_fraction"])
     for atoms in rejected:

@@ -1,0 +1,112 @@
+"""Subcommands of the loop: `select`, `finalize`, `status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from potforge.io import read_frames, read_json, write_frames, write_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the selection, finalisation and status subcommands."""
+    p = subparsers.add_parser("select", help="pick uncertain, diverse frames from explorations")
+    p.add_argument(
+        "--trajectories",
+        nargs="+",
+        required=True,
+        help="explore/<system>/<task>/trajectory.extxyz files",
+    )
+    p.add_argument("--trust", required=True, help="JSON: system -> {lo, hi}")
+    p.add_argument("--species", nargs="+", required=True)
+    p.add_argument("--select", required=True, help="the `select` configuration as JSON")
+    p.add_argument("--converged-accuracy", type=float, required=True)
+    p.add_argument("--iteration", type=int, required=True)
+    p.add_argument("--out", required=True, help="extxyz of the picked frames")
+    p.add_argument("--report", required=True, help="JSON selection report")
+    p.set_defaults(func=run_select)
+
+    p = subparsers.add_parser("finalize", help="write the final committee and its model card")
+    p.add_argument("--config", required=True, help="the validated configuration as JSON")
+    p.add_argument("--species", nargs="+", required=True)
+    p.add_argument("--campaign-dir", required=True)
+    p.add_argument("--reports", nargs="+", required=True, help="selection reports, in order")
+    p.add_argument("--members", nargs="+", required=True, help="final member folders")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=run_finalize)
+
+    p = subparsers.add_parser("status", help="print the iteration table of a campaign")
+    p.add_argument("campaign_dir", help="results/<campaign>")
+    p.set_defaults(func=run_status)
+
+
+def run_select(args: argparse.Namespace) -> int:
+    """Classify explored frames, pick candidates, decide convergence."""
+    from potforge.select import convergence, select_frames
+
+    trajectories = {}
+    for path in map(Path, args.trajectories):
+        system, task = path.parent.parent.name, path.parent.name
+        frames = read_frames(path)
+        for atoms in frames:
+            atoms.info["system"] = system
+        trajectories[f"{system}/{task}"] = frames
+    settings = json.loads(args.select)
+    picked, report = select_frames(
+        trajectories,
+        json.loads(args.trust),
+        args.species,
+        settings["max_frames_per_iteration"],
+        settings["min_step_gap"],
+        settings["min_descriptor_distance"],
+    )
+    for atoms in picked:
+        atoms.info["selected_in"] = args.iteration
+    converged, why = convergence(report, args.converged_accuracy)
+    report.update(iteration=args.iteration, converged=converged, convergence=why)
+    write_frames(args.out, picked)
+    write_json(args.report, report)
+    c = report["counts"]
+    print(
+        f"[select] iteration {args.iteration}: {report['frames']} frames explored: "
+        f"{c['accurate']} accurate, {c['candidate']} candidates, {c['failed']} failed; "
+        f"{len(picked)} picked; {why}",
+        flush=True,
+    )
+    return 0
+
+
+def run_finalize(args: argparse.Namespace) -> int:
+    """Copy the final committee and write the model card (JSON and Markdown)."""
+    from potforge.loop import model_card, model_card_markdown, stop_point
+
+    config = json.loads(args.config)
+    reports = [read_json(p) for p in args.reports]
+    point = stop_point(reports, config["loop"]["max_iterations"])
+    if point is None:
+        raise SystemExit("finalize: the loop has not stopped yet")
+    final, why = point
+    out = Path(args.out_dir)
+    for k, member in enumerate(map(Path, args.members)):
+        dest = out / "committee" / f"member_{k}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("model.nequip.zip", "best.ckpt", "metrics.json"):
+            shutil.copy2(member / name, dest / name)
+        for compiled in member.glob("model.*.nequip.pt2"):
+            shutil.copy2(compiled, dest / compiled.name)
+    card = model_card(config, args.species, final, why, args.campaign_dir)
+    write_json(out / "model_card.json", card)
+    (out / "model_card.md").write_text(model_card_markdown(card))
+    print(f"[final] {out}: committee of {len(args.members)} from iteration {final}: {why}")
+    print(f"[final] test-split force RMSE: {card['test_force_rmse']} eV/A", flush=True)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print the iteration table."""
+    from potforge.loop import status_table
+
+    print(status_table(args.campaign_dir))
+    return 0

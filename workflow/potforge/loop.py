@@ -1,0 +1,157 @@
+"""The active-learning loop's bookkeeping: when to stop, the model card, the status table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ITER_FORMAT = "iter_{:03d}"
+
+
+def stop_point(reports: Sequence[Mapping[str, Any]], max_iterations: int) -> tuple[int, str] | None:
+    """Return (final iteration, why) from the selection reports so far, or None to go on."""
+    for it, report in enumerate(reports[:max_iterations]):
+        if report.get("converged"):
+            return it, report["convergence"]
+    if len(reports) >= max_iterations:
+        last = reports[max_iterations - 1]
+        return max_iterations - 1, (
+            f"iteration cap: loop.max_iterations={max_iterations} reached ({last['convergence']})"
+        )
+    return None
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def iteration_rows(campaign_dir: str | Path) -> list[dict[str, Any]]:
+    """Collect one row per iteration from what exists on disk (any stage may be missing)."""
+    campaign_dir = Path(campaign_dir)
+    rows = []
+    for it_dir in sorted(campaign_dir.glob("iter_[0-9][0-9][0-9]")):
+        it = int(it_dir.name[5:])
+        labels = [_read(p) for p in sorted((it_dir / "labels" / "done").glob("chunk_*.json"))]
+        dataset = _read(it_dir / "dataset" / "summary.json")
+        committee = _read(it_dir / "train" / "committee.json")
+        select = _read(it_dir / "select" / "report.json")
+        rows.append(
+            {
+                "iteration": it,
+                "labelled": sum(r["labelled"] for r in labels) if labels else None,
+                "quarantined": sum(r["quarantined"] for r in labels) if labels else None,
+                "dataset_frames": dataset["frames"] if dataset else None,
+                "test_force_rmse": _committee_force_rmse(committee),
+                "explored": select["frames"] if select else None,
+                "accurate": select["fractions"]["accurate"] if select else None,
+                "candidate": select["fractions"]["candidate"] if select else None,
+                "failed": select["counts"]["failed"] if select else None,
+                "selected": len(select["picked"]) if select else None,
+                "converged": select.get("converged") if select else None,
+            }
+        )
+    return rows
+
+
+def _committee_force_rmse(committee: Mapping[str, Any] | None) -> float | None:
+    """The committee-mean test-split force RMSE (eV/A) of a committee summary."""
+    if not committee:
+        return None
+    value = committee.get("committee_mean", {}).get("force_rmse_ev_per_a")
+    return None if value is None else float(value)
+
+
+def status_table(campaign_dir: str | Path) -> str:
+    """Render the iteration table of a campaign as fixed-width text."""
+    rows = iteration_rows(campaign_dir)
+    if not rows:
+        return f"{campaign_dir}: no iterations yet"
+    columns = [
+        ("iter", "iteration", "{:d}"),
+        ("labelled", "labelled", "{:d}"),
+        ("failed DFT", "quarantined", "{:d}"),
+        ("dataset", "dataset_frames", "{:d}"),
+        ("test F RMSE", "test_force_rmse", "{:.3f}"),
+        ("explored", "explored", "{:d}"),
+        ("accurate", "accurate", "{:.1%}"),
+        ("candidate", "candidate", "{:.1%}"),
+        ("failed MD", "failed", "{:d}"),
+        ("selected", "selected", "{:d}"),
+    ]
+    lines = ["  ".join(f"{title:>11}" for title, _, _ in columns)]
+    for row in rows:
+        cells = []
+        for _, key, fmt in columns:
+            value = row[key]
+            cells.append(f"{'-' if value is None else fmt.format(value):>11}")
+        lines.append("  ".join(cells))
+    final = _read(Path(campaign_dir) / "final" / "model_card.json")
+    if final:
+        lines.append(f"final: iteration {final['final_iteration']}: {final['stop_reason']}")
+    return "\n".join(lines)
+
+
+def model_card(
+    config: Mapping[str, Any],
+    species: Sequence[str],
+    final_iteration: int,
+    stop_reason: str,
+    campaign_dir: str | Path,
+) -> dict[str, Any]:
+    """Assemble the model card of the final committee from the campaign's outputs."""
+    campaign_dir = Path(campaign_dir)
+    final_dir = campaign_dir / ITER_FORMAT.format(final_iteration)
+    dataset = _read(final_dir / "dataset" / "summary.json") or {}
+    committee = _read(final_dir / "train" / "committee.json") or {}
+    rows = [r for r in iteration_rows(campaign_dir) if r["iteration"] <= final_iteration]
+    return {
+        "campaign": config["campaign"],
+        "species": list(species),
+        "final_iteration": final_iteration,
+        "iterations": final_iteration + 1,
+        "stop_reason": stop_reason,
+        "dft_protocol": dict(config["dft"]),
+        "model": dict(config["train"]["model"]),
+        "committee_size": config["train"]["committee"],
+        "dataset": {
+            "frames": dataset.get("frames"),
+            "per_split": dataset.get("per_split"),
+            "per_generator": dataset.get("per_generator"),
+            "per_iteration": dataset.get("per_iteration"),
+            "quarantined": dataset.get("quarantined"),
+        },
+        "dft_frames": dataset.get("frames", 0) + dataset.get("quarantined", 0),
+        "dft_core_seconds": dataset.get("dft_core_seconds"),
+        "committee_test_errors": committee,
+        "test_force_rmse": _committee_force_rmse(committee),
+        "iteration_table": rows,
+    }
+
+
+def model_card_markdown(card: Mapping[str, Any]) -> str:
+    """Render a model card as Markdown."""
+    d = card["dft_protocol"]
+    lines = [
+        f"# Model card: {card['campaign']}",
+        "",
+        f"- Species: {', '.join(card['species'])}",
+        f"- Committee: {card['committee_size']} NequIP members, model {json.dumps(card['model'])}",
+        f"- DFT protocol: GPAW {d['xc']}, PW {d['ecut']} eV, k-point density {d['kpt_density']}"
+        f"/A{' (Gamma-centred)' if d['gamma'] else ''}, Fermi-Dirac {d['smearing']} eV",
+        f"- Iterations: {card['iterations']} ({card['stop_reason']})",
+        f"- DFT frames: {card['dft_frames']} ({card['dataset']['quarantined']} quarantined), "
+        f"{card['dft_core_seconds']} core-seconds",
+        f"- Dataset: {card['dataset']['frames']} frames, split {card['dataset']['per_split']}",
+        f"- Origins: {card['dataset']['per_generator']}",
+        f"- Committee test force RMSE: {card['test_force_rmse']} eV/A",
+        "",
+        "| iteration | labelled | dataset | test F RMSE | accurate | candidate | failed MD |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in card["iteration_table"]:
+        cells = [row[k] for k in ("iteration", "labelled", "dataset_frames", "test_force_rmse")]
+        cells += [row["accurate"], row["candidate"], row["failed"]]
+        lines.append("| " + " | ".join("-" if c is None else f"{c:.3g}" for c in cells) + " |")
+    return "\n".join(lines) + "\n"

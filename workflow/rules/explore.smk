@@ -1,0 +1,37 @@
+# Stage 5: LAMMPS MD driven by the deployed committee through potforge's pair style; the
+# committee's force deviation is computed inside LAMMPS and guards end runs that go astray.
+
+
+rule lammps_plugin:
+    output:
+        "results/{campaign}/lammps/plugin.path",
+    log:
+        "results/{campaign}/logs/lammps_plugin.log",
+    conda:
+        "../../envs/md.yaml"
+    shell:
+        "potforge build-plugin > {output} 2> {log}"
+
+
+rule explore:
+    input:
+        start="results/{campaign}/iter_000/sample/{system}.start.extxyz",
+        models=committee_files("model.pair_nequip.nequip.pt2"),
+        plugin="results/{campaign}/lammps/plugin.path",
+    output:
+        trajectory="results/{campaign}/iter_{iter}/explore/{system}/{task}/trajectory.extxyz",
+        summary="results/{campaign}/iter_{iter}/explore/{system}/{task}/summary.json",
+    log:
+        "results/{campaign}/logs/iter_{iter}/explore/{system}/{task}.log",
+    conda:
+        "../../envs/md.yaml"
+    threads: 1
+    params:
+        task=task_settings,
+        species=" ".join(SPECIES),
+        trust_hi=trust_hi,
+        out=subpath(output.summary, parent=True),
+    shell:
+        "potforge explore --structure {input.start} --models {input.models}"
+        " --species {params.species} --task {params.task:q} --trust-hi {params.trust_hi}"
+        ' --plugin "$(cat {input.plugin})" --out {params.out} > {log} 2>&1'

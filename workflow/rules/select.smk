@@ -1,0 +1,25 @@
+# Stage 6: frames inside the trust window, diverse and capped, go back to DFT. A checkpoint, since
+# the next iteration's labelling jobs and the loop's end depend on what it picked.
+
+
+checkpoint select:
+    input:
+        iteration_trajectories,
+    output:
+        frames="results/{campaign}/iter_{iter}/select/selected.extxyz",
+        report="results/{campaign}/iter_{iter}/select/report.json",
+    log:
+        "results/{campaign}/logs/iter_{iter}/select.log",
+    conda:
+        "../../envs/md.yaml"
+    params:
+        trust=trust_windows(),
+        species=" ".join(SPECIES),
+        select=as_json(config["select"]),
+        accuracy=config["loop"]["converged_accuracy"],
+        iteration=iteration,
+    shell:
+        "potforge select --trajectories {input} --trust {params.trust:q}"
+        " --species {params.species} --select {params.select:q}"
+        " --converged-accuracy {params.accuracy} --iteration {params.iteration}"
+        " --out {output.frames} --report {output.report} > {log} 2>&1"

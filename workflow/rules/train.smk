@@ -1,0 +1,71 @@
+# Stage 4: a committee of NequIP members (one job each, side by side on a cluster), each
+# warm-started from its previous-iteration checkpoint, then packaged and compiled for LAMMPS.
+
+
+rule train_member:
+    input:
+        train="results/{campaign}/iter_{iter}/dataset/train.extxyz",
+        validation="results/{campaign}/iter_{iter}/dataset/validation.extxyz",
+        test="results/{campaign}/iter_{iter}/dataset/test.extxyz",
+        init=warm_start_checkpoint,
+    output:
+        ckpt="results/{campaign}/iter_{iter}/train/member_{member}/best.ckpt",
+        metrics="results/{campaign}/iter_{iter}/train/member_{member}/metrics.json",
+    log:
+        "results/{campaign}/logs/iter_{iter}/train/member_{member}.log",
+    benchmark:
+        "results/{campaign}/logs/iter_{iter}/train/member_{member}.benchmark.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    params:
+        train=as_json(config["train"]),
+        species=" ".join(SPECIES),
+        seed=config["seed"],
+        epochs=member_epochs,
+        init=warm_start_option,
+        data_dir=subpath(input.train, parent=True),
+        out=subpath(output.ckpt, parent=True),
+    shell:
+        "potforge train-member --train-settings {params.train:q} --species {params.species}"
+        " --data-dir {params.data_dir} --member {wildcards.member} --seed {params.seed}"
+        " --epochs {params.epochs} --threads {threads} --out {params.out} {params.init}"
+        " > {log} 2>&1"
+
+
+rule deploy_member:
+    input:
+        "results/{campaign}/iter_{iter}/train/member_{member}/best.ckpt",
+    output:
+        package="results/{campaign}/iter_{iter}/train/member_{member}/model.nequip.zip",
+        lammps="results/{campaign}/iter_{iter}/train/member_{member}/model.pair_nequip.nequip.pt2",
+        report="results/{campaign}/iter_{iter}/train/member_{member}/deploy.json",
+    log:
+        "results/{campaign}/logs/iter_{iter}/train/deploy_{member}.log",
+    benchmark:
+        "results/{campaign}/logs/iter_{iter}/train/deploy_{member}.benchmark.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    params:
+        member_dir=subpath(input[0], parent=True),
+        cache="results/{campaign}/model_cache",
+    shell:
+        "potforge deploy --member-dir {params.member_dir} --targets pair_nequip"
+        " --cache-dir {params.cache} --threads {threads} --report {output.report} > {log} 2>&1"
+
+
+rule committee:
+    input:
+        ckpts=committee_files("best.ckpt"),
+        test="results/{campaign}/iter_{iter}/dataset/test.extxyz",
+    output:
+        "results/{campaign}/iter_{iter}/train/committee.json",
+    log:
+        "results/{campaign}/logs/iter_{iter}/train/committee.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    shell:
+        "potforge committee --members {input.ckpts} --test {input.test} --threads {threads}"
+        " --out {output} > {log} 2>&1"
