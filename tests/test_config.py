@@ -141,3 +141,17 @@ def test_bad_profile_value_is_named(tmp_path, profile, expected):
     with pytest.raises(ConfigError) as info:
         validate_profile(tmp_path)
     assert expected in str(info.value)
+
+
+def test_config_reference_is_current_and_every_key_is_described():
+    from potforge.config import config_readme
+
+    text = config_readme()
+    assert (REPO / "config" / "README.md").read_text() == text, (
+        "config/README.md is stale: run `potforge config-reference > config/README.md`"
+    )
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    undocumented = [row.split("|")[1].strip() for row in rows if row.rstrip().endswith("|  |")]
+    assert not undocumented, f"schema keys without a description: {undocumented}"
+    for key in ("dft.ecut", "train.committee", "systems.<name>.trust.hi", "loop.max_iterations"):
+        assert f"`{key}`" in text

@@ -210,11 +210,13 @@ def schema_reference() -> str:
         kind = node.get("type", "object" if "properties" in node else "")
         kind = " or ".join(kind) if isinstance(kind, list) else kind
         if "enum" in node:
-            kind = " | ".join(map(str, node["enum"]))
-        default = json_default(node["default"]) if "default" in node else "required" * (
-            path.split(".")[-1] in _required_at(path)
+            kind = " \\| ".join(map(str, node["enum"]))
+        default = (
+            json_default(node["default"])
+            if "default" in node
+            else "required" * (path.split(".")[-1] in _required_at(path))
         )
-        if path:
+        if path and not path.endswith("[]"):
             rows.append((path, kind, default, " ".join(node.get("description", "").split())))
         for key, sub in node.get("properties", {}).items():
             walk(sub, f"{path}.{key}" if path else key)
@@ -249,3 +251,26 @@ def json_default(value: Any) -> str:
     import json
 
     return f"`{json.dumps(value)}`"
+
+
+README_HEAD = """# Campaign configuration reference
+
+A campaign is one YAML file (`config/config.yaml` is the default; pass another with
+`snakemake --configfile FILE`). It holds science only: resources (threads, memory, GPUs,
+partitions) live in `profiles/`. The file is validated against
+`workflow/schemas/config.schema.yaml` before any job starts: unknown keys, wrong types and
+out-of-range values stop the run with one message naming the key. Keys left out take the
+defaults below. `potforge check-config FILE --print` shows a file with every default filled in.
+
+Structure files are read relative to the directory Snakemake runs in (the repository root).
+Pressures are in bar, temperatures in Kelvin, energies in eV, lengths in Angstrom.
+
+This page is generated from the schema (`potforge config-reference > config/README.md`); a test
+checks that it is current.
+
+"""
+
+
+def config_readme() -> str:
+    """Return config/README.md: an introduction and the reference table."""
+    return README_HEAD + schema_reference()

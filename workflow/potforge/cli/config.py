@@ -16,6 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--print", action="store_true", help="print the configuration with defaults")
     p.set_defaults(func=run)
 
+    p = subparsers.add_parser("config-reference", help="print the configuration reference")
+    p.set_defaults(func=run_reference)
+
 
 def run(args: argparse.Namespace) -> int:
     """Validate the file; print it resolved when asked."""
@@ -24,4 +27,12 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config, sort_keys=False))
     else:
         print(f"{args.config}: valid (campaign '{config['campaign']}')")
+    return 0
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    """Print config/README.md as generated from the schema."""
+    from potforge.config import config_readme
+
+    print(config_readme(), end="")
     return 0

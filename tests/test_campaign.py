@@ -1,0 +1,102 @@
+"""The whole loop for real on a tiny campaign: two iterations, a rerun, a kill and a resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import workflow_copy
+from potforge.hashing import structure_hash
+from potforge.io import read_frames, read_json
+
+pytestmark = pytest.mark.slow
+CAMPAIGN = ["--configfile", "tests/data/tiny.yaml", "-c2"]
+
+
+def snakemake(work, *args, check=True):
+    proc = subprocess.run(
+        ["snakemake", *CAMPAIGN, *args], cwd=work, capture_output=True, text=True, timeout=1800
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+def hashes(path):
+    return sorted(structure_hash(a) for a in read_frames(path))
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    work = workflow_copy(tmp_path_factory.mktemp("campaign"))
+    snakemake(work)
+    return work
+
+
+def test_two_iterations_close_the_loop_and_a_rerun_does_nothing(campaign):
+    res = campaign / "results" / "tiny"
+    selected = hashes(res / "iter_000" / "select" / "selected.extxyz")
+    assert selected, "iteration 0 selected nothing"
+    labelled_1 = sorted(
+        h
+        for p in (res / "iter_001" / "labels" / "done").glob("chunk_*[0-9].extxyz")
+        for h in hashes(p)
+    )
+    assert labelled_1 == selected, "iteration 1 must label exactly what iteration 0 selected"
+    size = [read_json(res / f"iter_{i:03d}" / "dataset" / "summary.json")["frames"] for i in (0, 1)]
+    assert size[1] == size[0] + len(selected)
+    card = read_json(res / "final" / "model_card.json")
+    assert card["iterations"] == 2 and card["stop_reason"]
+    assert card["dft_frames"] == size[1]
+    for member in ("member_0", "member_1"):
+        assert (res / "final" / "committee" / member / "model.pair_nequip.nequip.pt2").is_file()
+    again = snakemake(campaign, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_run_killed_while_labelling_resumes_without_redoing_or_losing_frames(campaign):
+    res = campaign / "results" / "tiny"
+    store = res / "dft_store"
+    selected = hashes(res / "iter_000" / "select" / "selected.extxyz")
+    assert len(selected) >= 2, "the kill test needs two frames to label in iteration 1"
+    # Forget iteration 1's labels (the store too) so that it labels again, then kill it mid-way.
+    for path in store.glob("*.extxyz"):
+        if read_frames(path)[0].info.get("iteration") == 1:
+            path.unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in store.glob("*.extxyz")}
+    subprocess.run(["rm", "-rf", str(res / "iter_001" / "labels" / "done")], check=True)
+    proc = subprocess.Popen(
+        ["snakemake", *CAMPAIGN],
+        cwd=campaign,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 600
+    while len(list(store.glob("*.extxyz"))) <= len(before) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before_resume = {
+        p.name: p.stat().st_mtime_ns for p in store.glob("*.extxyz") if p.name not in before
+    }
+    assert 1 <= len(done_before_resume) < len(selected), "kill came too late or too early"
+
+    subprocess.run(
+        ["snakemake", "--unlock", *CAMPAIGN], cwd=campaign, check=True, capture_output=True
+    )
+    snakemake(campaign)
+    for name, stamp in {**before, **done_before_resume}.items():
+        assert (store / name).stat().st_mtime_ns == stamp, f"{name} was recomputed"
+    labelled_1 = sorted(
+        h
+        for p in (res / "iter_001" / "labels" / "done").glob("chunk_*[0-9].extxyz")
+        for h in hashes(p)
+    )
+    assert labelled_1 == selected, "a frame was lost"
+    reports = [read_json(p) for p in (res / "iter_001" / "labels" / "done").glob("chunk_*.json")]
+    assert sum(r["reused"] for r in reports) == len(done_before_resume)
