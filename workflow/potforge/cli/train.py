@@ -62,14 +62,15 @@ def _add_members(p: argparse.ArgumentParser) -> None:
 
 
 def member_model_file(path: str | Path) -> Path:
-    """Return the model file to score with: the file itself, or the best one in a member folder."""
+    """Return the model file to score with: the file, or a member folder's fastest model."""
     from potforge.train.deploy import PACKAGE_NAME, compiled_name
     from potforge.train.member import BEST_CHECKPOINT
 
     path = Path(path)
     if not path.is_dir():
         return path
-    for name in (compiled_name("ase"), PACKAGE_NAME, BEST_CHECKPOINT):
+    preferred = (compiled_name("ase"), compiled_name("pair_nequip"), PACKAGE_NAME, BEST_CHECKPOINT)
+    for name in preferred:
         if (path / name).is_file():
             return path / name
     raise ModelError(f"{path}: member folder holds no model; run train-member and deploy first")

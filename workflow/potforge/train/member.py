@@ -106,6 +106,23 @@ def validation_curve(out_dir: str | Path, metric: str = VAL_FORCE_MAE) -> list[f
     return [float(r[metric]) for r in rows if r.get(metric) not in (None, "")]
 
 
+def train_loop_seconds(out_dir: str | Path) -> float | None:
+    """Return the seconds between TRAIN RUN START and END in the member's Hydra log, if logged."""
+    from datetime import datetime
+
+    path = Path(out_dir) / "train.log"
+    if not path.is_file():
+        return None
+    stamps = {}
+    for line in path.read_text(errors="replace").splitlines():
+        for marker in ("TRAIN RUN START", "TRAIN RUN END"):
+            if line.rstrip().endswith(marker) and line.startswith("["):
+                stamps[marker] = datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+    if len(stamps) != 2:
+        return None
+    return round((stamps["TRAIN RUN END"] - stamps["TRAIN RUN START"]).total_seconds(), 3)
+
+
 def evaluate_member(checkpoint: Path, splits: SplitFiles) -> dict[str, Any]:
     """Return validation and test error metrics of a checkpoint's (EMA) model."""
     from potforge.train.accuracy import error_metrics
@@ -187,9 +204,8 @@ def train_member(
         "warm_start": init_path is not None,
         "max_epochs": epochs,
         "epochs_run": len(weighted),
-        "best_epoch": int(min(range(len(weighted)), key=weighted.__getitem__))
-        if weighted
-        else None,
+        "best_epoch": 1 + min(range(len(weighted)), key=weighted.__getitem__) if weighted else None,
+        "train_loop_s": train_loop_seconds(out_dir),
         "wall_time_s": round(wall, 2),
         "device": device,
         "threads": int(threads),
