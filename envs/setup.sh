@@ -66,15 +66,29 @@ else
   echo "$want" >"$stamp"
 fi
 
-# 4. Runtime environment: MPICH's shared libraries for LAMMPS, one OpenMP thread per MPI rank.
-marker="# potforge runtime environment"
-if ! grep -q "$marker" "$venv/bin/activate"; then
-  cat >>"$venv/bin/activate" <<HOOK
+# 4. Profiles by bare name: Snakemake looks up `--profile NAME` in the working directory, the
+#    user's config directory and the site config directory ($XDG_CONFIG_DIRS). The venv gets
+#    its own site config directory holding links to profiles/, so that `snakemake --profile
+#    slurm` finds profiles/slurm without touching ~/.config.
+xdg="$venv/etc/xdg/snakemake"
+mkdir -p "$xdg"
+for profile in profiles/*/; do
+  name=$(basename "$profile")
+  [[ $name == default ]] && continue  # the workflow profile, applied automatically
+  ln -sfn "$here/profiles/$name" "$xdg/$name"
+done
 
-$marker
+# 5. Runtime environment: MPICH's shared libraries for LAMMPS, one OpenMP thread per MPI rank,
+#    and the profile directory above.
+begin="# >>> potforge runtime environment"
+end="# <<< potforge runtime environment"
+sed -i "/^$begin/,/^$end/d" "$venv/bin/activate"
+cat >>"$venv/bin/activate" <<HOOK
+$begin
 export LD_LIBRARY_PATH="$venv/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
 export OMP_NUM_THREADS="\${OMP_NUM_THREADS:-1}"
+export XDG_CONFIG_DIRS="$venv/etc/xdg:\${XDG_CONFIG_DIRS:-/etc/xdg}"
+$end
 HOOK
-fi
 "$venv/bin/gpaw" info 2>/dev/null | grep -q "MPI enabled *yes" || say "warning: GPAW was built without MPI; DFT runs on one rank per frame"
 say "ready: source .venv/bin/activate"
