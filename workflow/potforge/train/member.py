@@ -156,6 +156,9 @@ def train_member(
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     init_path = Path(init).resolve() if init else None
+    if init_path is not None and not settings["warm_start"]:
+        print(f"potforge: train.warm_start is false, ignoring --init {init_path}", flush=True)
+        init_path = None
     if init_path is not None:
         _check_init(init_path, species)
     if epochs is None:
