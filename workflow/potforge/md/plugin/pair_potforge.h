@@ -42,6 +42,7 @@ class PairPotforge : public Pair {
 
  protected:
   void allocate();
+  void require_one_rank();
   void build_frame();
   void deviation(int nlocal);
 
