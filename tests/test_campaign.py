@@ -42,9 +42,7 @@ def test_two_iterations_close_the_loop_and_a_rerun_does_nothing(campaign):
     selected = hashes(res / "iter_000" / "select" / "selected.extxyz")
     assert selected, "iteration 0 selected nothing"
     labelled_1 = sorted(
-        h
-        for p in (res / "iter_001" / "labels" / "done").glob("chunk_*[0-9].extxyz")
-        for h in hashes(p)
+        h for p in (res / "iter_001" / "labels").glob("chunk_*[0-9].extxyz") for h in hashes(p)
     )
     assert labelled_1 == selected, "iteration 1 must label exactly what iteration 0 selected"
     size = [read_json(res / f"iter_{i:03d}" / "dataset" / "summary.json")["frames"] for i in (0, 1)]
@@ -68,7 +66,8 @@ def test_a_run_killed_while_labelling_resumes_without_redoing_or_losing_frames(c
         if read_frames(path)[0].info.get("iteration") == 1:
             path.unlink()
     before = {p.name: p.stat().st_mtime_ns for p in store.glob("*.extxyz")}
-    subprocess.run(["rm", "-rf", str(res / "iter_001" / "labels" / "done")], check=True)
+    # Everything from iteration 1's labels on is gone: as if the first run had been killed there.
+    subprocess.run(["rm", "-rf", str(res / "iter_001"), str(res / "final")], check=True)
     proc = subprocess.Popen(
         ["snakemake", *CAMPAIGN],
         cwd=campaign,
@@ -78,6 +77,7 @@ def test_a_run_killed_while_labelling_resumes_without_redoing_or_losing_frames(c
     )
     deadline = time.time() + 600
     while len(list(store.glob("*.extxyz"))) <= len(before) and time.time() < deadline:
+        assert proc.poll() is None, "snakemake ended before iteration 1 labelled anything"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -93,10 +93,8 @@ def test_a_run_killed_while_labelling_resumes_without_redoing_or_losing_frames(c
     for name, stamp in {**before, **done_before_resume}.items():
         assert (store / name).stat().st_mtime_ns == stamp, f"{name} was recomputed"
     labelled_1 = sorted(
-        h
-        for p in (res / "iter_001" / "labels" / "done").glob("chunk_*[0-9].extxyz")
-        for h in hashes(p)
+        h for p in (res / "iter_001" / "labels").glob("chunk_*[0-9].extxyz") for h in hashes(p)
     )
     assert labelled_1 == selected, "a frame was lost"
-    reports = [read_json(p) for p in (res / "iter_001" / "labels" / "done").glob("chunk_*.json")]
+    reports = [read_json(p) for p in (res / "iter_001" / "labels").glob("chunk_*.json")]
     assert sum(r["reused"] for r in reports) == len(done_before_resume)

@@ -26,7 +26,7 @@ def snakemake(*args, cwd=REPO, check=True):
 def test_dry_run_of_every_shipped_config(config, tmp_path):
     out = snakemake("-n", "--configfile", str(config), "--directory", str(REPO))
     text = out.stdout + out.stderr
-    for rule in ("sample", "plan_labels", "dataset"):
+    for rule in ("sample", "label", "dataset", "train_member", "explore", "select", "final"):
         assert rule in text
 
 

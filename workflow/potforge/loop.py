@@ -33,7 +33,7 @@ def iteration_rows(campaign_dir: str | Path) -> list[dict[str, Any]]:
     rows = []
     for it_dir in sorted(campaign_dir.glob("iter_[0-9][0-9][0-9]")):
         it = int(it_dir.name[5:])
-        labels = [_read(p) for p in sorted((it_dir / "labels" / "done").glob("chunk_*.json"))]
+        labels = [_read(p) for p in sorted((it_dir / "labels").glob("chunk_*.json"))]
         dataset = _read(it_dir / "dataset" / "summary.json")
         committee = _read(it_dir / "train" / "committee.json")
         select = _read(it_dir / "select" / "report.json")

@@ -128,6 +128,20 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
     return frames
 
 
+def sample_count(settings: Mapping[str, Any]) -> int:
+    """Return how many structures sample_system generates for a system (before screening)."""
+    sample = settings["sample"]
+    return (
+        1
+        + len(sample["strains"])
+        + len(sample["shear_strains"])
+        + len(sample["rattle"]["amplitudes"]) * sample["rattle"]["copies"]
+        + sample["vacancies"]
+        + (sample["surface"] is not None)
+        + sample["disordered"]["count"]
+    )
+
+
 def screen(frames: list[Atoms], min_fraction: float) -> tuple[list[Atoms], list[Atoms]]:
     """Split frames into (kept, rejected); each rejected frame carries `info['reject_reason']`."""
     kept, rejected = [], []

@@ -5,6 +5,7 @@ from pathlib import Path
 from potforge.config import model_species, validate_config
 from potforge.errors import ConfigError
 from potforge.md.explore import expand_tasks
+from potforge.sampling import sample_count
 from snakemake.exceptions import WorkflowError
 
 try:
@@ -55,10 +56,19 @@ def frames_to_label(wildcards):
     return f"results/{wildcards.campaign}/iter_{iteration(wildcards) - 1:03d}/select/selected.extxyz"
 
 
-def label_chunks(campaign, it):
-    """The labelling chunks of one iteration (known once its plan_labels checkpoint ran)."""
-    todo = checkpoints.plan_labels.get(campaign=campaign, iter=f"{it:03d}").output[0]
-    return sorted(glob_wildcards(Path(todo) / "chunk_{chunk}.extxyz").chunk)
+def label_chunks(it):
+    """The labelling chunks of one iteration: enough for every frame it can have."""
+    if it == 0:
+        frames = sum(sample_count(config["systems"][name]) for name in SYSTEMS)
+    else:
+        frames = config["select"]["max_frames_per_iteration"]
+    per_job = config["dft"]["frames_per_job"]
+    return [f"{k:03d}" for k in range(-(-frames // per_job))]
+
+
+def chunk_index(wildcards):
+    """The chunk number of a labelling job."""
+    return int(wildcards.chunk)
 
 
 def labels_so_far(kind):
@@ -68,9 +78,9 @@ def labels_so_far(kind):
     def inputs(wildcards):
         files = []
         for it in range(iteration(wildcards) + 1):
-            for chunk in label_chunks(wildcards.campaign, it):
+            for chunk in label_chunks(it):
                 files.append(
-                    f"results/{wildcards.campaign}/iter_{it:03d}/labels/done/chunk_{chunk}{suffix}"
+                    f"results/{wildcards.campaign}/iter_{it:03d}/labels/chunk_{chunk}{suffix}"
                 )
         return files
 
@@ -99,11 +109,17 @@ def member_dir(campaign, it, member):
 
 
 def warm_start_checkpoint(wildcards):
-    """The member's previous-iteration checkpoint when warm-starting (none at iteration 0)."""
+    """The member's previous-iteration package when warm-starting (none at iteration 0).
+
+    The packaged model, not best.ckpt: a checkpoint started from a checkpoint needs the whole
+    chain of earlier checkpoints to load, a package stands alone.
+    """
     it = iteration(wildcards)
     if it == 0 or not config["train"]["warm_start"]:
         return []
-    return f"{member_dir(wildcards.campaign, it - 1, wildcards.member)}/best.ckpt"
+    return (
+        f"{member_dir(wildcards.campaign, it - 1, wildcards.member)}/model.nequip.zip"
+    )
 
 
 def warm_start_option(wildcards, input):

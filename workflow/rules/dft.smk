@@ -1,31 +1,17 @@
-# Stage 2: GPAW single points. A checkpoint splits an iteration's frames into chunks; each chunk
-# is one job. Finished frames live in a content-addressed store outside the jobs' outputs, so a
-# killed or failed job never loses them and a rerun computes only what is missing.
-
-
-checkpoint plan_labels:
-    input:
-        frames_to_label,
-    output:
-        directory("results/{campaign}/iter_{iter}/labels/todo"),
-    log:
-        "results/{campaign}/logs/iter_{iter}/labels/plan.log",
-    conda:
-        "../../envs/dft.yaml"
-    params:
-        frames_per_job=config["dft"]["frames_per_job"],
-    shell:
-        "potforge plan-labels --frames {input} --frames-per-job {params.frames_per_job}"
-        " --out-dir {output} > {log} 2>&1"
+# Stage 2: GPAW single points. An iteration's frames are labelled in chunks of
+# dft.frames_per_job, one job per chunk. The number of chunks is known when the DAG is built (the
+# sampling plan at iteration 0, the selection cap later; chunks past the end are empty), so no
+# checkpoint is needed here. Finished frames live in a content-addressed store outside the jobs'
+# outputs, so a killed or failed job never loses them and a rerun computes only what is missing.
 
 
 rule label:
     input:
-        "results/{campaign}/iter_{iter}/labels/todo/chunk_{chunk}.extxyz",
+        frames_to_label,
     output:
-        labelled="results/{campaign}/iter_{iter}/labels/done/chunk_{chunk}.extxyz",
-        failed="results/{campaign}/iter_{iter}/labels/done/chunk_{chunk}.failed.extxyz",
-        report="results/{campaign}/iter_{iter}/labels/done/chunk_{chunk}.json",
+        labelled="results/{campaign}/iter_{iter}/labels/chunk_{chunk}.extxyz",
+        failed="results/{campaign}/iter_{iter}/labels/chunk_{chunk}.failed.extxyz",
+        report="results/{campaign}/iter_{iter}/labels/chunk_{chunk}.json",
     log:
         "results/{campaign}/logs/iter_{iter}/labels/chunk_{chunk}.log",
     benchmark:
@@ -37,9 +23,12 @@ rule label:
         mpi="mpiexec",
     params:
         dft=as_json(config["dft"]),
+        frames_per_job=config["dft"]["frames_per_job"],
         store="results/{campaign}/dft_store",
         iteration=iteration,
+        chunk=chunk_index,
     shell:
-        "potforge label --frames {input} --dft {params.dft:q} --store {params.store}"
+        "potforge label --frames {input} --chunk {params.chunk}"
+        " --frames-per-job {params.frames_per_job} --dft {params.dft:q} --store {params.store}"
         " --iteration {params.iteration} --ranks {resources.tasks} --launcher {resources.mpi:q}"
         " --out {output.labelled} --failed {output.failed} --report {output.report} > {log} 2>&1"

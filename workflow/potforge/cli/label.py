@@ -1,11 +1,10 @@
-"""Subcommands of stages 1-3: `sample`, `plan-labels`, `label`, `dataset`."""
+"""Subcommands of stages 1-3: `sample`, `label`, `dataset`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from potforge.io import read_frames, write_frames, write_json
 
@@ -21,14 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start", help="extxyz of the starting crystal (exploration starts here)")
     p.set_defaults(func=run_sample)
 
-    p = subparsers.add_parser("plan-labels", help="split frames into labelling chunks")
-    p.add_argument("--frames", nargs="+", required=True, help="extxyz files of frames to label")
-    p.add_argument("--frames-per-job", type=int, required=True)
-    p.add_argument("--out-dir", required=True, help="directory for chunk_NNN.extxyz files")
-    p.set_defaults(func=run_plan)
-
     p = subparsers.add_parser("label", help="label one chunk of frames with GPAW")
-    p.add_argument("--frames", required=True, help="extxyz chunk to label")
+    p.add_argument("--frames", nargs="+", required=True, help="extxyz files of the iteration")
+    p.add_argument("--chunk", type=int, help="label only chunk K of the frames (0-based)")
+    p.add_argument("--frames-per-job", type=int, default=1, help="frames per chunk")
     p.add_argument("--dft", required=True, help="the `dft` configuration as JSON")
     p.add_argument("--store", required=True, help="directory of finished single points")
     p.add_argument("--iteration", type=int, required=True)
@@ -78,23 +73,15 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_plan(args: argparse.Namespace) -> int:
-    """Write the frames to label as chunks of at most --frames-per-job frames."""
-    frames = [a for path in args.frames for a in read_frames(path)]
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    size = max(1, args.frames_per_job)
-    for k, start in enumerate(range(0, len(frames), size)):
-        write_frames(out / f"chunk_{k:03d}.extxyz", frames[start : start + size])
-    _log(f"[plan] {len(frames)} frames in {-(-len(frames) // size)} labelling jobs")
-    return 0
-
-
 def run_label(args: argparse.Namespace) -> int:
     """Label a chunk through the store and write its labelled and quarantined frames."""
     from potforge.dft.label import label_frames
 
-    frames = read_frames(args.frames)
+    frames = [a for path in args.frames for a in read_frames(path)]
+    if args.chunk is not None:
+        start = args.chunk * args.frames_per_job
+        frames = frames[start : start + args.frames_per_job]
+        _log(f"[label] chunk {args.chunk}: {len(frames)} frames")
     report = label_frames(
         frames,
         json.loads(args.dft),

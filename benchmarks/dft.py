@@ -1,0 +1,87 @@
+"""DFT labelling cost with the default protocols, and parallel speed-ups.
+
+Prints a table and writes benchmarks/results/dft.json. Every frame is a real GPAW single point
+run the way the workflow runs it (potforge.dft.label_frames: one worker process per frame), so
+the figures include process start-up. Run on an otherwise idle machine:
+
+    python benchmarks/dft.py            # about 15 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from potforge.config import load_config
+from potforge.dft.label import label_frames
+from potforge.structures import diamond, hfo2_monoclinic
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "results" / "dft.json"
+
+
+def rattled(atoms, seed, amplitude=0.05):
+    atoms = atoms.copy()
+    atoms.rattle(amplitude, seed=seed)
+    return atoms
+
+
+def seconds(frames, dft, ranks=1):
+    """Wall time of labelling `frames` one after the other in a fresh store."""
+    with tempfile.TemporaryDirectory() as store:
+        start = time.perf_counter()
+        report = label_frames(frames, dft, store, ranks=ranks, log=lambda _: None)
+        wall = time.perf_counter() - start
+    assert len(report.labelled) == len(frames), report.summary()
+    return wall, report.labelled
+
+
+def main() -> None:
+    si_dft = load_config(REPO / "config" / "config.yaml")["dft"]
+    hfo2_dft = load_config(REPO / "config" / "hfo2.yaml")["dft"]
+    si8, si64 = diamond(), diamond().repeat(2)
+    results: dict[str, float | str] = {}
+
+    t, lab = seconds([rattled(si8, 1)], si_dft)
+    results["si8_s_per_frame"] = t
+    results["si8_scf_iterations"] = lab[0].info["scf_iterations"]
+    t1, lab = seconds([rattled(si64, 2)], si_dft)
+    results["si64_s_per_frame"] = t1
+    t2, lab2 = seconds([rattled(si64, 2)], si_dft, ranks=2)
+    results["si64_s_per_frame_2ranks"] = t2
+    results["mpi_speedup_2ranks"] = t1 / t2
+    results["si64_mpi_energy_difference_eV"] = abs(
+        lab[0].get_potential_energy() - lab2[0].get_potential_energy()
+    )
+    t, _ = seconds([rattled(hfo2_monoclinic(), 3)], hfo2_dft)
+    results["hfo2_12_s_per_frame"] = t
+
+    pair = [rattled(si8, 4), rattled(si8, 5)]
+    serial, _ = seconds(pair, si_dft)
+    with ThreadPoolExecutor(2) as pool:
+        start = time.perf_counter()
+        list(pool.map(lambda a: seconds([a], si_dft), pair))
+        concurrent = time.perf_counter() - start
+    results["si8_two_frames_serial_s"] = serial
+    results["si8_two_frames_concurrent_s"] = concurrent
+    results["parallel_speedup_2jobs"] = serial / concurrent
+
+    results["protocol_si"] = "PBE, PW 300 eV, k-density 2.5/A Gamma-centred, FD 0.1 eV"
+    results["protocol_hfo2"] = "PBE, PW 500 eV, k-density 2.5/A Gamma-centred, FD 0.1 eV"
+    results["machine"] = f"{platform.node()} {platform.processor() or platform.machine()}"
+    rows = [(k, v) for k, v in results.items()]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {text}")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
