@@ -98,3 +98,18 @@ def test_hfo2_systems_sample_two_species(prototype):
     frames = sample_system("x", base, config["systems"]["x"], seed=2)
     kept, rejected = screen(frames, config["systems"]["x"]["min_distance_fraction"])
     assert kept and all(set(a.get_chemical_symbols()) == {"Hf", "O"} for a in kept)
+
+
+def test_sample_count_matches_what_is_generated():
+    from potforge.sampling import sample_count
+
+    config = tiny_config(
+        systems={
+            "si": {
+                "structure": {"prototype": "diamond"},
+                "sample": {"surface": {"miller": [1, 1, 1], "layers": 2}, "vacancies": 2},
+            }
+        }
+    )
+    settings = config["systems"]["si"]
+    assert len(sample_system("si", diamond(), settings, seed=1)) == sample_count(settings)
