@@ -45,8 +45,9 @@ def test_bad_config_stops_before_any_job_with_one_message(tmp_path):
 @pytest.mark.slow
 def test_iteration_zero_runs_for_real_and_a_rerun_does_nothing(tmp_path):
     work = workflow_copy(tmp_path / "repo")
-    snakemake("--configfile", "tests/data/tiny.yaml", "-c2", cwd=work)
+    target = "results/tiny/iter_000/dataset/summary.json"  # the whole loop: test_campaign.py
+    snakemake("--configfile", "tests/data/tiny.yaml", "-c2", target, cwd=work)
     data = work / "results" / "tiny" / "iter_000" / "dataset"
     assert (data / "ase.db").is_file() and (data / "summary.json").is_file()
-    again = snakemake("--configfile", "tests/data/tiny.yaml", "-c2", "-n", cwd=work)
+    again = snakemake("--configfile", "tests/data/tiny.yaml", "-c2", "-n", target, cwd=work)
     assert "Nothing to be done" in again.stdout + again.stderr
