@@ -48,14 +48,14 @@ def main() -> None:
 
     t, lab = seconds([rattled(si8, 1)], si_dft)
     results["si8_s_per_frame"] = t
-    results["si8_scf_iterations"] = lab[0].info["scf_iterations"]
+    results["si8_scf_iterations"] = int(lab[0].info["scf_iterations"])
     t1, lab = seconds([rattled(si64, 2)], si_dft)
     results["si64_s_per_frame"] = t1
     t2, lab2 = seconds([rattled(si64, 2)], si_dft, ranks=2)
     results["si64_s_per_frame_2ranks"] = t2
     results["mpi_speedup_2ranks"] = t1 / t2
-    results["si64_mpi_energy_difference_eV"] = abs(
-        lab[0].get_potential_energy() - lab2[0].get_potential_energy()
+    results["si64_mpi_energy_difference_eV"] = float(
+        abs(lab[0].get_potential_energy() - lab2[0].get_potential_energy())
     )
     t, _ = seconds([rattled(hfo2_monoclinic(), 3)], hfo2_dft)
     results["hfo2_12_s_per_frame"] = t
@@ -79,7 +79,7 @@ def main() -> None:
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{key:<{width}}  {text}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    OUT.write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"wrote {OUT}")
 
 
