@@ -34,13 +34,18 @@ DB_KEYS = (
 )
 
 
+def frame_key(atoms: Atoms) -> str:
+    """Return a frame's structure hash (recorded at labelling, computed otherwise)."""
+    return atoms.info.get("structure_hash") or structure_hash(atoms)
+
+
 def deduplicate(frames: Iterable[Atoms]) -> list[Atoms]:
     """Keep the first frame of each structure hash, in (iteration, frame id) order."""
     ordered = sorted(frames, key=lambda a: (a.info.get("iteration", 0), a.info.get("frame_id", "")))
     seen: set[str] = set()
     out = []
     for atoms in ordered:
-        key = atoms.info.get("structure_hash") or structure_hash(atoms)
+        key = frame_key(atoms)
         if key not in seen:
             seen.add(key)
             out.append(atoms)
@@ -62,7 +67,7 @@ def assign_splits(
     groups: dict[str, list[Atoms]] = {name: [] for name in SPLITS}
     fresh: list[Atoms] = []
     for atoms in frames:
-        key = atoms.info.get("structure_hash") or structure_hash(atoms)
+        key = frame_key(atoms)
         name = previous.get(key) or split_of(key, fractions)
         if key not in previous:
             fresh.append(atoms)
@@ -72,9 +77,7 @@ def assign_splits(
         movable = [a for a in groups["train"] if any(a is f for f in fresh)]
         if groups[name] or len(groups["train"]) < 2 or not movable:
             continue
-        atoms = max(
-            movable, key=lambda a: hash_fraction(a.info.get("structure_hash") or structure_hash(a))
-        )
+        atoms = max(movable, key=lambda a: hash_fraction(frame_key(a)))
         groups["train"] = [a for a in groups["train"] if a is not atoms]
         atoms.info["split"] = name
         groups[name].append(atoms)
