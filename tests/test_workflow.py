@@ -10,6 +10,7 @@ import pytest
 from conftest import workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
+CONFIG = "config/config.yaml"
 CONFIGS = sorted((REPO / "config").glob("*.yaml")) + [REPO / "tests" / "data" / "tiny.yaml"]
 
 
@@ -28,6 +29,31 @@ def test_dry_run_of_every_shipped_config(config, tmp_path):
     text = out.stdout + out.stderr
     for rule in ("sample", "label", "dataset", "train_member", "explore", "select", "final"):
         assert rule in text
+
+
+def job_resources(text: str, rule: str) -> dict[str, str]:
+    """The `resources:` line Snakemake printed for the first job of `rule` in a dry run."""
+    block = text.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
+    line = next(x for x in block.splitlines() if x.strip().startswith("resources:"))
+    items = line.split("resources:", 1)[1].split(", ")
+    return dict(item.strip().split("=", 1) for item in items)
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+def test_profile_resources_reach_the_jobs_past_the_workflow_profile(profile, tmp_path):
+    # profiles/default is applied after --profile; it must not erase the cluster profile's values.
+    work = workflow_copy(tmp_path)
+    out = snakemake("-n", "--profile", f"profiles/{profile}", "--configfile", CONFIG, cwd=work)
+    text = out.stdout + out.stderr
+    assert "workflow specific profile profiles/default" in text
+    label = job_resources(text, "label")
+    if profile == "slurm":
+        assert (label["tasks"], label["mpi"], label["slurm_partition"]) == ("8", "srun", "CHANGEME")
+        train = job_resources(text, "train_member")
+        assert (train["gpu"], train["slurm_partition"]) == ("1", "CHANGEME-gpu")
+    else:
+        assert (label["tasks"], label["mpi"], label["mem_mb"]) == ("1", "mpiexec", "4000")
+        assert job_resources(text, "train_member")["gpu"] == "0"
 
 
 def test_bad_config_stops_before_any_job_with_one_message(tmp_path):

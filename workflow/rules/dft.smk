@@ -19,6 +19,8 @@ rule label:
     conda:
         "../../envs/dft.yaml"
     resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
         tasks=1,
         mpi="mpiexec",
     params:

@@ -26,6 +26,10 @@ rule explore:
     conda:
         "../../envs/md.yaml"
     threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+        gpu=0,
     params:
         task=task_settings,
         species=" ".join(SPECIES),

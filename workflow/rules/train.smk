@@ -17,7 +17,11 @@ rule train_member:
         "results/{campaign}/logs/iter_{iter}/train/member_{member}.benchmark.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 1
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 240 * attempt,
+        gpu=0,
     params:
         train=as_json(config["train"]),
         species=" ".join(SPECIES),
@@ -47,6 +51,9 @@ rule deploy_member:
     conda:
         "../../envs/train.yaml"
     threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
     params:
         member_dir=subpath(input[0], parent=True),
         cache="results/{campaign}/model_cache",
