@@ -83,3 +83,31 @@ def hfo_frames(tmp_path_factory):
     store = tmp_path_factory.mktemp("hfo_store")
     base = bulk("HfO", "rocksalt", a=4.6)
     return _label(_perturbed(base, 10, seed=2, amplitude=0.05), {"ecut": 250}, store)
+
+
+TINY_CAMPAIGN = ["--configfile", "tests/data/tiny.yaml"]
+
+
+def run_snakemake(work: Path, *args: str, env: dict | None = None, check: bool = True):
+    """Run snakemake on the tiny campaign in `work`; on failure show the end of its output."""
+    import subprocess
+
+    proc = subprocess.run(
+        ["snakemake", *TINY_CAMPAIGN, *args],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_campaign(tmp_path_factory):
+    """The tiny campaign (tests/data/tiny.yaml) run to the end on this machine: 2 iterations."""
+    work = workflow_copy(tmp_path_factory.mktemp("campaign"))
+    run_snakemake(work, "-c2")
+    return work

@@ -26,7 +26,8 @@ def install_slurm() -> str | None:
     if all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "sbatch", "munged")):
         return None
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return f"SLURM is not installed and this user cannot install it (apt-get {' '.join(PACKAGES)})"
+        packages = " ".join(PACKAGES)
+        return f"SLURM is not installed and this user cannot install it (apt-get {packages})"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", *PACKAGES]
     if subprocess.run(install, env=env, capture_output=True).returncode != 0:

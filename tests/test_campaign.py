@@ -9,21 +9,16 @@ import time
 
 import pytest
 
-from conftest import workflow_copy
+from conftest import TINY_CAMPAIGN, run_snakemake
 from potforge.hashing import structure_hash
 from potforge.io import read_frames, read_json
 
 pytestmark = pytest.mark.slow
-CAMPAIGN = ["--configfile", "tests/data/tiny.yaml", "-c2"]
+CAMPAIGN = [*TINY_CAMPAIGN, "-c2"]
 
 
 def snakemake(work, *args, check=True):
-    proc = subprocess.run(
-        ["snakemake", *CAMPAIGN, *args], cwd=work, capture_output=True, text=True, timeout=1800
-    )
-    if check:
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc
+    return run_snakemake(work, "-c2", *args, check=check)
 
 
 def hashes(path):
@@ -31,10 +26,8 @@ def hashes(path):
 
 
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory):
-    work = workflow_copy(tmp_path_factory.mktemp("campaign"))
-    snakemake(work)
-    return work
+def campaign(tiny_campaign):
+    return tiny_campaign
 
 
 def test_two_iterations_close_the_loop_and_a_rerun_does_nothing(campaign):
