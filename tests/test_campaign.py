@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import TINY_CAMPAIGN, run_snakemake
+from conftest import TINY_CAMPAIGN, run_snakemake, workflow_copy
 from potforge.hashing import structure_hash
 from potforge.io import read_frames, read_json
 
@@ -91,3 +91,21 @@ def test_a_run_killed_while_labelling_resumes_without_redoing_or_losing_frames(c
     assert labelled_1 == selected, "a frame was lost"
     reports = [read_json(p) for p in (res / "iter_001" / "labels").glob("chunk_*.json")]
     assert sum(r["reused"] for r in reports) == len(done_before_resume)
+
+
+def test_hfo2_tiny_iteration_runs_every_stage_with_two_species(tmp_path):
+    work = workflow_copy(tmp_path)
+    run_snakemake(work, "-c2", config="tests/data/tiny_hfo2.yaml")
+    res = work / "results" / "tiny-hfo2"
+    card = read_json(res / "final" / "model_card.json")
+    assert card["species"] == ["Hf", "O"] and card["iterations"] == 1 and card["stop_reason"]
+    labelled = [
+        a for p in (res / "iter_000" / "labels").glob("chunk_*[0-9].extxyz") for a in read_frames(p)
+    ]
+    assert labelled and all(sorted(set(a.get_chemical_symbols())) == ["Hf", "O"] for a in labelled)
+    assert all(abs(a.get_forces()).max() > 0 or a.info.get("generator") == "bulk" for a in labelled)
+    (path,) = (res / "iter_000" / "explore" / "cubic").glob("*/trajectory.extxyz")
+    trajectory = read_frames(path)
+    assert len(trajectory) >= 2 and trajectory[0].get_chemical_formula() == "Hf2O4"
+    for member in ("member_0", "member_1"):
+        assert (res / "final" / "committee" / member / "model.pair_nequip.nequip.pt2").is_file()

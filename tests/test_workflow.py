@@ -11,7 +11,9 @@ from conftest import workflow_copy
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "config/config.yaml"
-CONFIGS = sorted((REPO / "config").glob("*.yaml")) + [REPO / "tests" / "data" / "tiny.yaml"]
+CONFIGS = sorted((REPO / "config").glob("*.yaml")) + sorted(
+    (REPO / "tests" / "data").glob("*.yaml")
+)
 
 
 def snakemake(*args, cwd=REPO, check=True):
