@@ -72,6 +72,26 @@ def test_small_datasets_still_get_validation_and_test_frames(si_frames, tmp_path
     assert summary["per_split"] == {"train": 1, "validation": 1, "test": 1}
 
 
+def test_force_free_frames_always_train(si_frames, tmp_path):
+    # Perfect (strained) crystals: every force is zero by symmetry, so they validate no forces.
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    perfect = []
+    for k, scale in enumerate((0.98, 0.99, 1.0, 1.01, 1.02)):
+        atoms = bulk("Si", "diamond", a=5.47 * scale)
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=-10.0 + k, forces=[[0.0, 0.0, 1e-5]] * 2, stress=[0.1] * 6
+        )
+        atoms.info.update(frame_id=f"perfect{k}")
+        perfect.append(atoms)
+    summary = build_dataset(perfect + _copies(si_frames[:2]), [], SPLIT, tmp_path)
+    assert summary["per_split"] == {"train": 5, "validation": 1, "test": 1}
+    with connect(tmp_path / "ase.db") as db:
+        splits = {row.frame_id: row.split for row in db.select()}
+    assert all(splits[f"perfect{k}"] == "train" for k in range(5))
+
+
 def test_quarantined_frames_are_flagged_with_their_reason(si_frames, tmp_path):
     bad = si_frames[0].copy()
     bad.info.update(quarantine_reason="SCF not converged within 3 iterations", frame_id="x-y")

@@ -15,6 +15,8 @@ from potforge.errors import DatasetError, LabelError
 from potforge.hashing import SPLITS, hash_fraction, split_of, structure_hash
 from potforge.io import atomic_write, write_frames, write_json
 
+# Forces below this (eV/A) on every atom count as zero: such a frame validates no forces.
+FORCE_FREE_EV_PER_A = 1e-3
 # Frame metadata kept as ASE database key-value pairs (scalars only).
 DB_KEYS = (
     "frame_id",
@@ -52,6 +54,13 @@ def deduplicate(frames: Iterable[Atoms]) -> list[Atoms]:
     return out
 
 
+def force_free(atoms: Atoms) -> bool:
+    """True when every force vanishes (by symmetry: a perfect crystal, strained or not)."""
+    if atoms.calc is None or "forces" not in atoms.calc.results:
+        return False
+    return float(np.abs(atoms.calc.results["forces"]).max()) < FORCE_FREE_EV_PER_A
+
+
 def assign_splits(
     frames: Sequence[Atoms],
     fractions: Mapping[str, float],
@@ -60,21 +69,23 @@ def assign_splits(
     """Group frames into train/validation/test; a frame never changes split as the data grows.
 
     A frame seen before keeps the split recorded in `previous` (structure hash -> split). A new
-    frame goes where its hash falls, except that while validation or test is empty, the new
-    train frame whose hash lies nearest to that split moves there (small datasets need both).
+    frame goes where its hash falls, except that a force-free frame always trains (it would make
+    force errors look perfect while validating nothing), and while validation or test is empty,
+    the new train frame with forces whose hash lies nearest to that split moves there (small
+    datasets need both).
     """
     previous = previous or {}
     groups: dict[str, list[Atoms]] = {name: [] for name in SPLITS}
     fresh: list[Atoms] = []
     for atoms in frames:
         key = frame_key(atoms)
-        name = previous.get(key) or split_of(key, fractions)
+        name = previous.get(key) or ("train" if force_free(atoms) else split_of(key, fractions))
         if key not in previous:
             fresh.append(atoms)
         atoms.info["split"] = name
         groups[name].append(atoms)
     for name in ("validation", "test"):
-        movable = [a for a in groups["train"] if any(a is f for f in fresh)]
+        movable = [a for a in groups["train"] if any(a is f for f in fresh) and not force_free(a)]
         if groups[name] or len(groups["train"]) < 2 or not movable:
             continue
         atoms = max(movable, key=lambda a: hash_fraction(frame_key(a)))

@@ -1,0 +1,145 @@
+"""The default campaign end to end: wall time, DFT spent, final accuracy, Snakemake's own share.
+
+Runs the README's run command (`make run`: setup, then the default silicon campaign of
+config/config.yaml on this machine), then reads Snakemake's log of that run:
+
+- wall_s: the whole `make run` (setup included; about a second when already set up),
+- job_seconds_sum: the sum of every job's run time (jobs run side by side, so it can exceed wall),
+- busy_s: time during which at least one job was running,
+- snakemake_overhead_fraction: (wall - busy) / wall, the time nothing ran (DAG building,
+  checkpoint re-evaluation, scheduling, setup); the literal (wall - sum of jobs) / wall is
+  also written, as `wall_minus_job_sum_fraction` (negative when jobs overlap).
+
+The final model card is copied to benchmarks/results/default_campaign/.
+
+    python benchmarks/campaign.py              # needs no results/<campaign>/ yet: a fresh run
+    python benchmarks/campaign.py --log .snakemake/log/<run>.snakemake.log --wall 1850
+                                               # analyse a run made by hand with `make run`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+JOBID = re.compile(r"^\s+jobid: (\d+)$")
+FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
+
+
+def job_intervals(log_text: str) -> list[tuple[str, float, float]]:
+    """(rule, start, end) in seconds since the epoch for every finished job of a Snakemake log."""
+    stamp, pending_rule, started, intervals = None, None, {}, []
+    for line in log_text.splitlines():
+        if m := STAMP.match(line):
+            stamp = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
+        elif m := START.match(line):
+            pending_rule = (m.group(1), stamp)
+        elif (m := JOBID.match(line)) and pending_rule is not None:
+            started[m.group(1)] = pending_rule
+            pending_rule = None
+        elif m := FINISHED.match(line):
+            rule, begin = started.pop(m.group(1), (m.group(2), stamp))
+            intervals.append((rule, begin, stamp))
+    return intervals
+
+
+def busy_seconds(intervals: list[tuple[str, float, float]]) -> float:
+    """Length of the union of the job intervals: time during which at least one job ran."""
+    total, end = 0.0, float("-inf")
+    for _, a, b in sorted(intervals, key=lambda x: x[1]):
+        if a > end:
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total
+
+
+def campaign_record(log: Path, wall_s: float, results: Path) -> dict:
+    """The campaign.json record of one finished run."""
+    intervals = job_intervals(log.read_text())
+    per_rule: dict[str, float] = defaultdict(float)
+    for rule, a, b in intervals:
+        per_rule[rule] += b - a
+    job_sum = sum(per_rule.values())
+    busy = busy_seconds(intervals)
+    card = json.loads((results / "final" / "model_card.json").read_text())
+    return {
+        "command": "make run",
+        "config": "config/config.yaml",
+        "wall_s": round(wall_s, 1),
+        "iterations": card["iterations"],
+        "dft_frames": card["dft_frames"],
+        "dft_core_seconds": card["dft_core_seconds"],
+        "test_force_rmse": card["test_force_rmse"],
+        "test_frames": card["dataset"]["per_split"].get("test", 0),
+        "stop_reason": card["stop_reason"],
+        "jobs": len(intervals),
+        "job_seconds_sum": round(job_sum, 1),
+        "busy_s": round(busy, 1),
+        "snakemake_overhead_fraction": round((wall_s - busy) / wall_s, 4),
+        "wall_minus_job_sum_fraction": round((wall_s - job_sum) / wall_s, 4),
+        "job_seconds_per_rule": {k: round(v, 1) for k, v in sorted(per_rule.items())},
+        "machine": "2 cores, no GPU",
+        "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log),
+    }
+
+
+def run_campaign() -> tuple[Path, float]:
+    """Run `make run` from the repository root; return Snakemake's log of it and the wall time."""
+    logs = ROOT / ".snakemake" / "log"
+    before = set(logs.glob("*.snakemake.log")) if logs.is_dir() else set()
+    start = time.perf_counter()
+    subprocess.run(["make", "run"], cwd=ROOT, check=True)
+    wall = time.perf_counter() - start
+    (log,) = set(logs.glob("*.snakemake.log")) - before
+    return log, wall
+
+
+def main() -> None:
+    """Run (or analyse) the default campaign, print the table and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path, help="analyse this Snakemake log instead of running")
+    parser.add_argument("--wall", type=float, help="wall time of that run, in seconds")
+    args = parser.parse_args()
+    campaign = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["campaign"]
+    results = ROOT / "results" / campaign
+    if args.log:
+        if args.wall is None:
+            parser.error("--log needs --wall (the run's wall time in seconds)")
+        log, wall = args.log.resolve(), args.wall
+    else:
+        if results.exists():
+            raise SystemExit(f"{results} exists: move it away for a from-scratch measurement")
+        log, wall = run_campaign()
+    record = campaign_record(log, wall, results)
+    card_dir = RESULTS / "default_campaign"
+    card_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("model_card.json", "model_card.md"):
+        shutil.copy(results / "final" / name, card_dir / name)
+    (RESULTS / "campaign.json").write_text(json.dumps(record, indent=2) + "\n")
+    width = max(len(k) for k in record)
+    for key, value in record.items():
+        if key != "job_seconds_per_rule":
+            print(f"{key:<{width}}  {value}")
+    for rule, seconds in record["job_seconds_per_rule"].items():
+        print(f"{'  ' + rule:<{width}}  {seconds} s")
+    print(f"written: {RESULTS / 'campaign.json'} and {card_dir}/")
+
+
+if __name__ == "__main__":
+    main()
