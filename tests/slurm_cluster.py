@@ -115,7 +115,7 @@ def _read_pid(path: Path, timeout_s: float = 30.0) -> int:
 
 
 def slurm_conf(root: Path, node_line: str, host: str) -> str:
-    """A minimal slurm.conf: this host as the only node, no accounting, jobs kept 10 minutes."""
+    """A minimal slurm.conf: this host as the only node, no accounting, jobs kept an hour."""
     return f"""\
 ClusterName=potforgetest
 SlurmctldHost={host}
@@ -140,7 +140,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 MpiDefault=pmi2
-MinJobAge=900
+MinJobAge=3600
 ReturnToService=2
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2
