@@ -1,8 +1,10 @@
 """A throw-away single-node SLURM (munged, slurmctld, slurmd) for the SLURM profile tests.
 
 Everything lives in one folder: the munge key and socket, slurm.conf, state, spool, logs and pid
-files. Clients find it through ``SLURM_CONF`` (and the munge socket named in slurm.conf), so the
-machine's own SLURM or munge, if any, is left alone. ``stop`` cancels the jobs and then stops the
+files. Clients outside jobs find it through ``SLURM_CONF``; inside a job the slurm-jobstep executor
+strips every ``SLURM_*`` variable but a few before its own ``srun``, so the config is also linked
+at the compiled-in default path (``/etc/slurm/slurm.conf``), as on a real cluster. A config the
+machine already had there is put back by ``stop``, which first cancels the jobs and then stops the
 daemons this module started, by their process ids.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 PARTITION = "debug"
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 
 
 def install_slurm() -> str | None:
@@ -85,6 +88,26 @@ class Cluster:
             pid = self.pids.pop(name, None)
             if pid is not None:
                 _terminate(pid)
+        _unlink_default_conf(self.root)
+
+
+def _link_default_conf(conf: Path) -> None:
+    """Point the default slurm.conf path at `conf`, keeping a machine's own file aside."""
+    DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
+    if DEFAULT_CONF.is_symlink():
+        DEFAULT_CONF.unlink()  # a link left by an earlier, killed test session
+    elif DEFAULT_CONF.exists():
+        shutil.move(DEFAULT_CONF, conf.parent / "slurm.conf.machine")
+    DEFAULT_CONF.symlink_to(conf)
+
+
+def _unlink_default_conf(root: Path) -> None:
+    """Remove the default-path link to this cluster's config and restore the machine's file."""
+    if DEFAULT_CONF.is_symlink() and DEFAULT_CONF.resolve() == (root / "slurm.conf").resolve():
+        DEFAULT_CONF.unlink()
+    saved = root / "slurm.conf.machine"
+    if saved.exists() and not DEFAULT_CONF.exists():
+        shutil.move(saved, DEFAULT_CONF)
 
 
 def _terminate(pid: int, grace_s: float = 15.0) -> None:
@@ -175,6 +198,7 @@ def start_cluster(root: Path) -> Cluster:
         "slurmd": ["slurmd", "-f", str(cluster.conf)],
     }
     try:
+        _link_default_conf(cluster.conf)
         for name, cmd in daemons.items():
             subprocess.run(cmd, env=cluster.env, check=True, capture_output=True, timeout=60)
             cluster.pids[name] = _read_pid(root / f"{name}.pid")

