@@ -339,4 +339,6 @@ def test_committee_cli_writes_summary(si_members, si_splits, tmp_path):
     summary = read_json(out)
     assert summary["frames"] == 3 and len(summary["per_member"]) == 2
     assert math.isfinite(summary["committee_mean"]["force_mae_ev_per_a"])
+    scored = (summary["committee_mean"], *summary["per_member"])
+    assert all(math.isfinite(m["stress_mae_gpa"]) and m["stress_mae_gpa"] > 0 for m in scored)
     assert summary["max_force_deviation"]["max"] > 0

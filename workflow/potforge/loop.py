@@ -130,6 +130,20 @@ def model_card(
     }
 
 
+def _test_errors_line(committee: Mapping[str, Any]) -> str:
+    """One Markdown line of the committee-mean errors on the test split ('n/a' where missing)."""
+    mean = committee.get("committee_mean") or {}
+
+    def value(key: str) -> str:
+        return "n/a" if mean.get(key) is None else f"{mean[key]:.3g}"
+
+    return (
+        f"- Committee test errors ({committee.get('frames', 0)} frames): energy MAE "
+        f"{value('energy_mae_mev_per_atom')} meV/atom, force MAE {value('force_mae_ev_per_a')} "
+        f"eV/A, stress MAE {value('stress_mae_gpa')} GPa"
+    )
+
+
 def model_card_markdown(card: Mapping[str, Any]) -> str:
     """Render a model card as Markdown."""
     d = card["dft_protocol"]
@@ -146,6 +160,7 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
         f"- Dataset: {card['dataset']['frames']} frames, split {card['dataset']['per_split']}",
         f"- Origins: {card['dataset']['per_generator']}",
         f"- Committee test force RMSE: {card['test_force_rmse']} eV/A",
+        _test_errors_line(card.get("committee_test_errors") or {}),
         "",
         "| iteration | labelled | dataset | test F RMSE | accurate | candidate | failed MD |",
         "|---|---|---|---|---|---|---|",

@@ -22,6 +22,7 @@ from potforge.train.models import (
     frame_chunks,
     graph_of_frames,
     load_model,
+    predict,
     split_outputs,
 )
 
@@ -91,6 +92,14 @@ def score_frames(
     return CommitteeScores(energies, forces, deviation)
 
 
+def member_stresses(members: Sequence[Potential], frames: Sequence[Atoms]) -> np.ndarray | None:
+    """Return every member's stresses (K, F, 3, 3) in eV/A^3, or None if a model gives none."""
+    try:
+        return np.array([predict(member, frames, stress=True).stresses for member in members])
+    except ModelError:  # a compiled pair_nequip model has no stress output
+        return None
+
+
 def committee_summary(
     members: Sequence[Potential], frames: Sequence[Atoms], split_name: str = "test"
 ) -> dict[str, Any]:
@@ -106,10 +115,19 @@ def committee_summary(
         summary.update(committee_mean=None, per_member=[], max_force_deviation=None)
         return summary
     scores = score_frames(members, frames)
-    mean = Predictions(scores.mean_energies(), scores.mean_forces())
+    stresses = member_stresses(members, frames)
+    mean_stress = None if stresses is None else stresses.mean(axis=0)
+    mean = Predictions(scores.mean_energies(), scores.mean_forces(), mean_stress)
     summary["committee_mean"] = error_metrics(frames, mean)
     summary["per_member"] = [
-        error_metrics(frames, Predictions(scores.energies[k], [f[k] for f in scores.forces]))
+        error_metrics(
+            frames,
+            Predictions(
+                scores.energies[k],
+                [f[k] for f in scores.forces],
+                None if stresses is None else stresses[k],
+            ),
+        )
         for k in range(len(members))
     ]
     dev = scores.max_force_deviation
