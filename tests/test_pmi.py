@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -38,15 +39,18 @@ def test_stale_pmi_descriptor_breaks_mpi_init_until_dropped():
     assert "started" in dropped.stdout
 
 
-def test_live_pmi_descriptor_is_kept():
-    read_end, write_end = os.pipe()
+def test_live_pmi_socket_is_kept_anything_else_dropped():
+    live, peer = socket.socketpair()  # what a PMI server hands its client
     try:
-        env = {**STALE, "PMI_FD": str(read_end), "HOME": "/root"}
+        env = {**STALE, "PMI_FD": str(live.fileno()), "HOME": "/root"}
         assert drop_stale_pmi(env) == []
-        assert env["PMI_FD"] == str(read_end)
+        assert env["PMI_FD"] == str(live.fileno())
     finally:
-        os.close(read_end)
-        os.close(write_end)
+        live.close()
+        peer.close()
+    with open(__file__) as reused:  # the closed descriptor's number now names a plain file
+        env = {**STALE, "PMI_FD": str(reused.fileno()), "HOME": "/root"}
+        assert sorted(drop_stale_pmi(env)) == sorted(STALE)
     env = {**STALE, "HOME": "/root"}
     assert sorted(drop_stale_pmi(env)) == sorted(STALE)
     assert env == {"HOME": "/root"}

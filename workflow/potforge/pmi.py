@@ -10,21 +10,25 @@ Dropping the stale variables lets MPICH start as a singleton, as it does outside
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import MutableMapping
 
 PMI_PREFIXES = ("PMI_", "PMIX_")
 
 
 def stale_pmi(env: MutableMapping[str, str]) -> bool:
-    """Whether `env` names a PMI file descriptor that this process does not have open."""
+    """Whether `env` names a PMI descriptor that is not an open socket of this process.
+
+    The number of a closed descriptor may since have been reused for a plain file, so an open
+    descriptor that is not a socket counts as stale too.
+    """
     fd = env.get("PMI_FD")
     if fd is None:
         return False
     try:
-        os.fstat(int(fd))
+        return not stat.S_ISSOCK(os.fstat(int(fd)).st_mode)
     except (ValueError, OSError):
         return True
-    return False
 
 
 def drop_stale_pmi(env: MutableMapping[str, str]) -> list[str]:
