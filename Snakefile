@@ -18,6 +18,7 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/explore.smk"
 include: "workflow/rules/select.smk"
+include: "workflow/rules/validate.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -43,6 +43,9 @@ def validate_config(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ConfigError("configuration: must be a mapping of keys to values")
     config = copy.deepcopy(dict(raw))
+    dft = config.get("dft")
+    if isinstance(dft, dict) and dft.get("symmetry") is False:
+        dft["symmetry"] = "off"  # YAML 1.1 reads a bare `off` as false
     _raise_first_error(config, schema)
     _fill_defaults(config, schema, schema)
     _raise_first_error(config, schema)

@@ -31,3 +31,7 @@ class ModelError(PotforgeError):
 
 class ExplorationError(PotforgeError):
     """Molecular dynamics exploration failed."""
+
+
+class ValidationError(PotforgeError):
+    """A validation measurement failed (a fit without a minimum, a relaxation that diverged)."""

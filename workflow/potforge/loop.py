@@ -130,6 +130,113 @@ def model_card(
     }
 
 
+def validation_summary(validation: Mapping[str, Any]) -> dict[str, Any]:
+    """The model card's part of a validation: test-set errors, property rows, peers, MD."""
+    ts = validation.get("test_set") or {}
+    keys = (
+        "frames",
+        "force_rmse_ev_per_a",
+        "force_mae_ev_per_a",
+        "energy_rmse_mev_per_atom",
+        "energy_mae_mev_per_atom",
+        "stress_rmse_gpa",
+        "per_species_force_rmse_ev_per_a",
+    )
+    per_origin = {
+        name: {k: row.get(k) for k in ("frames", "force_rmse_ev_per_a", "energy_rmse_mev_per_atom")}
+        for name, row in (ts.get("per_origin") or {}).items()
+    }
+    peers = {
+        name: {k: (p.get("test_set") or {}).get(k) for k in keys[:5]}
+        for name, p in (validation.get("peers") or {}).items()
+    }
+    md = validation.get("md_stability") or {}
+    cal = validation.get("calibration") or {}
+    return {
+        "test_set": {k: ts.get(k) for k in keys},
+        "test_set_per_origin": per_origin,
+        "properties": [
+            {
+                k: r.get(k)
+                for k in (
+                    "system",
+                    "name",
+                    "unit",
+                    "model",
+                    "dft",
+                    "error",
+                    "tolerance",
+                    "pass",
+                    "peers",
+                )
+            }
+            for r in validation.get("properties", [])
+        ],
+        "property_summary": validation.get("property_summary"),
+        "peers": peers,
+        "calibration": {k: cal.get(k) for k in ("spearman", "scale", "suggested_trust")},
+        "md_stability_survived": {n: m.get("all_survived") for n, m in md.items()},
+    }
+
+
+def validation_markdown(summary: Mapping[str, Any]) -> list[str]:
+    """Markdown lines of the validation part of a model card."""
+    ts = summary["test_set"]
+
+    def f(value: Any, fmt: str = ".3g") -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    lines = [
+        "",
+        "## Validation against DFT",
+        "",
+        "Frames the loop did not choose; properties against GPAW at the same protocol.",
+        "",
+        f"- Independent test set: {ts.get('frames')} frames, force RMSE "
+        f"{f(ts.get('force_rmse_ev_per_a'))} eV/A, energy RMSE "
+        f"{f(ts.get('energy_rmse_mev_per_atom'))} meV/atom, stress RMSE "
+        f"{f(ts.get('stress_rmse_gpa'))} GPa",
+    ]
+    for name, peer in summary["peers"].items():
+        lines.append(
+            f"- Peer {name} on the same frames: force RMSE {f(peer.get('force_rmse_ev_per_a'))} "
+            f"eV/A, energy RMSE {f(peer.get('energy_rmse_mev_per_atom'))} meV/atom "
+            "(energies aligned at the crystal)"
+        )
+    cal = summary["calibration"]
+    lines.append(
+        f"- Calibration: Spearman {f(cal.get('spearman'))} between committee deviation and true "
+        f"force error, error = {f(cal.get('scale'))} x deviation"
+    )
+    props = summary["properties"]
+    if props:
+        peers = sorted({p for r in props for p in (r.get("peers") or {})})
+        lines += [
+            "",
+            "| system | property | model | DFT | error | tolerance | pass | "
+            + " | ".join(f"{p} error" for p in peers)
+            + (" |" if peers else ""),
+            "|---|---|---|---|---|---|---|" + "---|" * len(peers),
+        ]
+        for r in props:
+            if "model" not in r or r.get("model") is None:
+                lines.append(f"| {r['system']} | {r['name']} | failed | | | | no |")
+                continue
+            cells = [
+                r["system"],
+                f"{r['name']} ({r['unit']})",
+                f(r["model"], ".4g"),
+                f(r["dft"], ".4g"),
+                f(r["error"], ".3g")
+                + ("%" if r["unit"] != "eV" and "meV" not in r["unit"] else ""),
+                f(r["tolerance"], ".3g"),
+                "yes" if r["pass"] else "no",
+            ]
+            cells += [f((r.get("peers") or {}).get(p, {}).get("error"), ".3g") for p in peers]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _test_errors_line(committee: Mapping[str, Any]) -> str:
     """One Markdown line of the committee-mean errors on the test split ('n/a' where missing)."""
     mean = committee.get("committee_mean") or {}
@@ -169,4 +276,10 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
         cells = [row[k] for k in ("iteration", "labelled", "dataset_frames", "test_force_rmse")]
         cells += [row["accurate"], row["candidate"], row["failed"]]
         lines.append("| " + " | ".join("-" if c is None else f"{c:.3g}" for c in cells) + " |")
+    if card.get("validation"):
+        lines += validation_markdown(card["validation"])
+        lines += [
+            "",
+            "Everything the validation measured: `validation.json`; the report: `../report.html`.",
+        ]
     return "\n".join(lines) + "\n"

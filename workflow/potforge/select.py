@@ -126,7 +126,7 @@ def select_frames(
             kind = classify(dev, window["lo"], window["hi"])
             counts[kind] += 1
             all_devs.append(dev)
-            if kind == CANDIDATE:
+            if kind == CANDIDATE and not atoms.info.get("excluded"):
                 candidates.append((task, atoms))
         per_task[task] = counts
     total = {k: sum(c[k] for c in per_task.values()) for k in (ACCURATE, CANDIDATE, FAILED)}
@@ -192,3 +192,35 @@ def convergence(report: Mapping[str, Any], converged_accuracy: float) -> tuple[b
         f"not converged: {accurate:.1%} accurate (target {converged_accuracy:.0%}), "
         f"{failed} failed of {frames}"
     )
+
+
+def exclude_frames(
+    trajectories: Mapping[str, Sequence[Atoms]],
+    test_set: Sequence[Atoms],
+    iteration: int,
+    min_step_gap: int,
+) -> int:
+    """Mark explored frames the selection must not pick: test-set frames and their neighbours.
+
+    A test frame drawn from iteration 0's trajectory blocks the frames of that trajectory within
+    `min_step_gap` steps of it (in iteration 0 only); a frame equal to a test frame (structure
+    hash) is blocked anywhere. Marked frames still count in the accuracy fractions. Returns the
+    number of frames marked.
+    """
+    from potforge.hashing import structure_hash
+
+    hashes = {structure_hash(a) for a in test_set}
+    windows: dict[str, list[int]] = {}
+    for atoms in test_set:
+        if atoms.info.get("source") == "explore" and iteration == 0:
+            windows.setdefault(str(atoms.info["task"]), []).append(int(atoms.info["step"]))
+    marked = 0
+    for task, frames in trajectories.items():
+        steps = windows.get(task, [])
+        for atoms in frames:
+            step = int(atoms.info.get("step", 0))
+            near = any(abs(step - s) <= max(min_step_gap, 0) for s in steps)
+            if near or structure_hash(atoms) in hashes:
+                atoms.info["excluded"] = True
+                marked += 1
+    return marked

@@ -16,9 +16,14 @@ config.clear()
 config.update(_validated)
 
 CAMPAIGN = config["campaign"]
+REFERENCE_CACHE = "results/references"  # DFT property references, shared by campaigns
 SYSTEMS = sorted(config["systems"])
 SPECIES = model_species(config)
 MEMBERS = range(config["train"]["committee"])
+EXPLORE_MODEL = {
+    "eager": "model.nequip.zip",
+    "compiled": "model.pair_nequip.nequip.pt2",
+}[config["loop"]["explore_models"]]
 
 
 wildcard_constraints:
@@ -56,14 +61,28 @@ def frames_to_label(wildcards):
     return f"results/{wildcards.campaign}/iter_{iteration(wildcards) - 1:03d}/select/selected.extxyz"
 
 
+# One labelling command for training frames and the test set: one DFT code path and store.
+LABEL_COMMAND = (
+    "potforge label --frames {input.frames} --chunk {params.chunk}"
+    " --frames-per-job {params.frames_per_job} --dft {params.dft:q} --store {params.store}"
+    " --iteration {params.iteration} --ranks {resources.tasks} --launcher {resources.mpi:q}"
+    " --out {output.labelled} --failed {output.failed} --report {output.report} > {log} 2>&1"
+)
+
+
+def chunks_for(frames):
+    """Chunk names for a number of frames at dft.frames_per_job per job."""
+    per_job = config["dft"]["frames_per_job"]
+    return [f"{k:03d}" for k in range(-(-frames // per_job))]
+
+
 def label_chunks(it):
     """The labelling chunks of one iteration: enough for every frame it can have."""
     if it == 0:
         frames = sum(sample_count(config["systems"][name]) for name in SYSTEMS)
     else:
         frames = config["select"]["max_frames_per_iteration"]
-    per_job = config["dft"]["frames_per_job"]
-    return [f"{k:03d}" for k in range(-(-frames // per_job))]
+    return chunks_for(frames)
 
 
 def chunk_index(wildcards):
@@ -223,11 +242,84 @@ def committee_summaries(wildcards):
     ]
 
 
+def campaign_folder(wildcards, input):
+    """results/<campaign>, from the protocol check's path among the inputs."""
+    return str(Path(input.check).parent.parent)
+
+
 def final_member_dirs(wildcards, input):
     """The final members' folders (finalize copies from them)."""
     return sorted({str(Path(f).parent) for f in input.members})
 
 
 def campaign_targets():
-    """What `snakemake` builds by default: the final committee and its model card."""
-    return [f"results/{CAMPAIGN}/final/model_card.json"]
+    """What `snakemake` builds by default: the final committee, its model card and the report."""
+    return [
+        f"results/{CAMPAIGN}/final/model_card.json",
+        f"results/{CAMPAIGN}/report.html",
+    ]
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def validation_config():
+    """What the validation stage reads of the configuration, as JSON."""
+    return as_json({k: config[k] for k in ("seed", "systems", "dft", "validate")})
+
+
+def test_set_trajectories(wildcards):
+    """Iteration 0's exploration trajectories: the test set's MD frames come from there."""
+    return [
+        f"results/{wildcards.campaign}/iter_000/explore/{system}/{task['name']}/trajectory.extxyz"
+        for system in SYSTEMS
+        for task in exploration_tasks(system, 0)
+    ]
+
+
+def test_set_labels(wildcards):
+    """The labelled chunks of the independent test set."""
+    settings = config["validate"]["test_set"]
+    size = (
+        settings["explore_frames"]
+        + settings["sample_frames"] * len(SYSTEMS)
+        + len(settings["structures"])
+    )
+    return [
+        f"results/{wildcards.campaign}/validation/labels/chunk_{chunk}.extxyz"
+        for chunk in chunks_for(size)
+    ]
+
+
+def dft_references(wildcards):
+    """The DFT property references of every system that measures properties."""
+    return [
+        f"results/{wildcards.campaign}/validation/dft_{name}.json"
+        for name in SYSTEMS
+        if config["systems"][name]["validate"]["properties"]
+    ]
+
+
+def final_models(name):
+    """Params function: the final members' files called `name`, from the rule's inputs."""
+
+    def models(wildcards, input):
+        return [f for f in input.members if f.endswith(name)]
+
+    return models
+
+
+def final_iteration(wildcards, input):
+    """The final iteration (the number of selection reports up to the stop, less one)."""
+    return len(input.reports) - 1
+
+
+def iteration_validations(wildcards):
+    """Every iteration's validation up to the final one (when validate.every_iteration)."""
+    if not config["validate"]["every_iteration"]:
+        return []
+    final = len(selection_reports(wildcards)) - 1
+    return [
+        f"results/{wildcards.campaign}/iter_{it:03d}/validate/validation.json"
+        for it in range(final + 1)
+    ]

@@ -3,11 +3,13 @@
 # sampling plan at iteration 0, the selection cap later; chunks past the end are empty), so no
 # checkpoint is needed here. Finished frames live in a content-addressed store outside the jobs'
 # outputs, so a killed or failed job never loses them and a rerun computes only what is missing.
+# Labelling waits for the protocol check (validate.smk): no budget is spent on a broken protocol.
 
 
 rule label:
     input:
-        frames_to_label,
+        frames=frames_to_label,
+        check="results/{campaign}/validation/protocol_check.json",
     output:
         labelled="results/{campaign}/iter_{iter}/labels/chunk_{chunk}.extxyz",
         failed="results/{campaign}/iter_{iter}/labels/chunk_{chunk}.failed.extxyz",
@@ -30,7 +32,4 @@ rule label:
         iteration=iteration,
         chunk=chunk_index,
     shell:
-        "potforge label --frames {input} --chunk {params.chunk}"
-        " --frames-per-job {params.frames_per_job} --dft {params.dft:q} --store {params.store}"
-        " --iteration {params.iteration} --ranks {resources.tasks} --launcher {resources.mpi:q}"
-        " --out {output.labelled} --failed {output.failed} --report {output.report} > {log} 2>&1"
+        LABEL_COMMAND

@@ -1,5 +1,6 @@
-# Stage 5: LAMMPS MD driven by the deployed committee through potforge's pair style; the
-# committee's force deviation is computed inside LAMMPS and guards end runs that go astray.
+# Stage 5: LAMMPS MD driven by the committee: the eager members through fix external (no
+# compile; loop.explore_models: eager) or the compiled ones through potforge's pair style. The
+# committee's force deviation is computed every dump and guards end runs that go astray.
 
 
 rule lammps_plugin:
@@ -16,7 +17,7 @@ rule lammps_plugin:
 rule explore:
     input:
         start="results/{campaign}/iter_000/sample/{system}.start.extxyz",
-        models=committee_files("model.pair_nequip.nequip.pt2"),
+        models=committee_files(EXPLORE_MODEL),
         plugin="results/{campaign}/lammps/plugin.path",
     output:
         trajectory="results/{campaign}/iter_{iter}/explore/{system}/{task}/trajectory.extxyz",

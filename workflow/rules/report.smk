@@ -1,4 +1,4 @@
-# Stage 7: the loop's end: the final committee and its model card.
+# Stage 7: the loop's end: the final committee, its model card and the campaign report.
 
 
 rule final:
@@ -6,6 +6,9 @@ rule final:
         reports=selection_reports,
         members=final_member_files,
         committees=committee_summaries,
+        validation="results/{campaign}/final/validation.json",
+        validations=iteration_validations,
+        check="results/{campaign}/validation/protocol_check.json",
     output:
         card="results/{campaign}/final/model_card.json",
         markdown="results/{campaign}/final/model_card.md",
@@ -16,11 +19,28 @@ rule final:
     params:
         config=as_json(config),
         species=" ".join(SPECIES),
-        campaign_dir="results/{campaign}",
+        campaign_dir=campaign_folder,
         members=final_member_dirs,
         out_dir=subpath(output.card, parent=True),
     shell:
         "potforge finalize --config {params.config:q} --species {params.species}"
         " --campaign-dir {params.campaign_dir} --reports {input.reports}"
-        " --members {params.members} --out-dir {params.out_dir} > {log} 2>&1"
+        " --members {params.members} --validation {input.validation}"
+        " --protocol-check {input.check} --out-dir {params.out_dir} > {log} 2>&1"
         " && cat {log}"
+
+
+rule report:
+    input:
+        card="results/{campaign}/final/model_card.json",
+        validation="results/{campaign}/final/validation.json",
+    output:
+        "results/{campaign}/report.html",
+    log:
+        "results/{campaign}/logs/report.log",
+    conda:
+        "../../envs/md.yaml"
+    params:
+        campaign_dir=subpath(output[0], parent=True),
+    shell:
+        "potforge report {params.campaign_dir} --out {output} > {log} 2>&1"

@@ -4,7 +4,8 @@
 
 checkpoint select:
     input:
-        iteration_trajectories,
+        trajectories=iteration_trajectories,
+        test_set="results/{campaign}/validation/test_set.extxyz",
     output:
         frames="results/{campaign}/iter_{iter}/select/selected.extxyz",
         report="results/{campaign}/iter_{iter}/select/report.json",
@@ -19,7 +20,7 @@ checkpoint select:
         accuracy=config["loop"]["converged_accuracy"],
         iteration=iteration,
     shell:
-        "potforge select --trajectories {input} --trust {params.trust:q}"
+        "potforge select --trajectories {input.trajectories} --exclude {input.test_set} --trust {params.trust:q}"
         " --species {params.species} --select {params.select:q}"
         " --converged-accuracy {params.accuracy} --iteration {params.iteration}"
         " --out {output.frames} --report {output.report} > {log} 2>&1"

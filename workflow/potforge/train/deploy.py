@@ -71,11 +71,14 @@ def artefact_key(checkpoint: Path, target: str, device: str) -> str:
 def _from_cache_or_build(
     key: str, suffix: str, out: Path, cache_dir: Path, build: Any
 ) -> tuple[Path, bool]:
+    import filecmp
+
     cached = cache_dir / f"{key}{suffix}"
     hit = cached.is_file()
     if not hit:
         build(cached)
-    atomic_write(out, lambda tmp: shutil.copyfile(cached, tmp))
+    if not (out.is_file() and filecmp.cmp(cached, out, shallow=False)):
+        atomic_write(out, lambda tmp: shutil.copyfile(cached, tmp))  # an equal file stays as is
     return out, hit
 
 

@@ -1,0 +1,225 @@
+"""The validation stage: properties, references, calibration and the independent test set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from conftest import TINY_DFT, tiny_config
+from potforge.validate.calculators import peer_factory, reference_parameters
+from potforge.validate.calibration import calibration
+from potforge.validate.properties import crystal_properties, elastic_constants, is_cubic
+from potforge.validate.rows import property_rows
+
+SETTINGS = {
+    "eos_strains": [-0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02],
+    "elastic": True,
+    "elastic_strain": 0.01,
+    "fmax": 0.005,
+    "vacancy": {"supercell": [2, 2, 2], "relax": True},
+}
+SW = {"name": "SW", "pair_style": "sw", "pair_coeff": "* * Si.sw Si"}
+
+
+def test_stillinger_weber_properties_match_the_published_values():
+    # Stillinger-Weber silicon (LAMMPS' Si.sw): a0 5.431 A, B 101.4, C11 151.4, C12 76.4 GPa,
+    # C44 56.4 GPa with relaxed ions. Its unrelaxed vacancy costs exactly the cohesive energy
+    # (4 broken bonds of half of it each; no three-body term in a perfect tetrahedron).
+    crystal = bulk("Si", "diamond", a=5.40, cubic=True)
+    props = crystal_properties(crystal, peer_factory(SW, ["Si"]), SETTINGS, log=lambda _: None)
+    assert props["lattice"][0] == pytest.approx(5.431, abs=0.002)
+    assert props["eos"]["bulk_modulus_gpa"] == pytest.approx(101.4, rel=0.02)
+    c = props["elastic_gpa"]
+    assert c["C11"] == pytest.approx(151.4, rel=0.02)
+    assert c["C12"] == pytest.approx(76.4, rel=0.02)
+    assert c["C44"] == pytest.approx(56.4, rel=0.03)
+    assert props["vacancy_ev"]["natoms"] == 64
+    assert props["vacancy_ev"]["unrelaxed"] == pytest.approx(-props["energy_per_atom"], abs=1e-3)
+    assert props["energy_per_atom"] == pytest.approx(-4.3366, abs=1e-3)
+    # no force on any atom by symmetry: the relaxation from a small rattle comes back
+    assert props["vacancy_ev"]["relaxed"] == pytest.approx(
+        props["vacancy_ev"]["unrelaxed"], abs=1e-3
+    )
+
+
+def test_unrelaxed_c44_is_stiffer_than_relaxed_ions():
+    crystal = bulk("Si", "diamond", a=5.431, cubic=True)
+    factory = peer_factory(SW, ["Si"])
+    relaxed = elastic_constants(crystal, factory, relax=True, fmax=0.005)
+    unrelaxed = elastic_constants(crystal, factory, relax=False)
+    assert unrelaxed["C44"] > 1.5 * relaxed["C44"]
+    assert unrelaxed["C11"] == pytest.approx(relaxed["C11"], rel=1e-3)  # no internal strain
+
+
+def test_a_non_cubic_cell_gets_the_full_set_of_constants():
+    crystal = bulk("Si", "diamond", a=5.431)  # the 2-atom primitive cell
+    assert not is_cubic(crystal)
+    c = elastic_constants(crystal, peer_factory(SW, ["Si"]), relax=True, fmax=0.005)
+    assert {"C11", "C12", "C44"} <= set(c) and len(c) > 3
+
+
+def test_property_rows_pass_and_fail_against_their_tolerance():
+    dft = {"lattice": [5.0], "eos": {"bulk_modulus_gpa": 100.0}, "elastic_gpa": {"C11": 150.0}}
+    model = {"lattice": [5.04], "eos": {"bulk_modulus_gpa": 95.0}, "elastic_gpa": {"C11": 100.0}}
+    model["vacancy_ev"] = dft["vacancy_ev"] = None
+    tol = {"lattice_percent": 0.5, "bulk_modulus_percent": 10, "elastic_percent": 15}
+    rows = {r["name"]: r for r in property_rows("si", True, dft, model, tol)}
+    assert rows["a0"]["error"] == pytest.approx(0.8) and not rows["a0"]["pass"]
+    assert rows["B"]["error"] == pytest.approx(-5.0) and rows["B"]["pass"]
+    assert not rows["C11"]["pass"]
+
+
+def test_calibration_recovers_a_known_scale_and_ranks():
+    rng = np.random.default_rng(0)
+    dev = rng.uniform(0.01, 0.3, 400)
+    err = 2.0 * dev * rng.uniform(0.8, 1.2, 400)
+    symbols = ["Si"] * 200 + ["O"] * 200
+    cal = calibration(dev, err, symbols, {"lo": 0.05, "hi": 0.15})
+    assert cal["scale"] == pytest.approx(2.0, rel=0.03)
+    assert cal["spearman"] > 0.9
+    assert set(cal["per_species"]) == {"O", "Si"}
+    assert cal["suggested_trust"]["lo"] == pytest.approx(0.025, rel=0.05)
+    shuffled = calibration(dev, rng.permutation(err), symbols)
+    assert abs(shuffled["spearman"]) < 0.2
+
+
+def test_time_reversal_symmetry_gives_the_same_labels_as_no_symmetry(tmp_path):
+    from potforge.dft.label import label_frames
+
+    atoms = bulk("Si", "diamond", a=5.47)
+    atoms.rattle(0.05, seed=3)
+    atoms.info.update(system="si", generator="test", origin="rattle")
+    results = {}
+    for symmetry in ("off", "time-reversal"):
+        dft = tiny_config(dft={**TINY_DFT, "symmetry": symmetry})["dft"]
+        report = label_frames([atoms], dft, tmp_path / symmetry, log=lambda _: None)
+        results[symmetry] = report.labelled[0]
+    off, tr = results["off"], results["time-reversal"]
+    assert tr.info["dft_hash"] != off.info["dft_hash"], "symmetry must be in the protocol hash"
+    assert tr.get_potential_energy() == pytest.approx(off.get_potential_energy(), abs=1e-6)
+    assert np.abs(tr.get_forces() - off.get_forces()).max() < 1e-4
+    assert np.abs(tr.get_stress() - off.get_stress()).max() < 1e-6
+    assert "Si" in tr.info["paw_setups"]
+
+
+def test_a_dft_reference_is_computed_once_and_reused_by_another_campaign(tmp_path):
+    from potforge.validate.protocol import dft_reference
+
+    settings = {"eos_strains": [-0.02, -0.01, 0.0, 0.01, 0.02], "elastic": False, "vacancy": None}
+    first = tiny_config(
+        campaign="one",
+        systems={"si": {"structure": {"file": "tests/data/si2.extxyz"}}},
+        validate={"properties": settings},
+    )
+    second = tiny_config(
+        campaign="two",
+        systems={"crystal": {"structure": {"file": "tests/data/si2.extxyz"}}},
+        validate={"properties": settings},
+    )
+    cache = tmp_path / "references"
+    ref1 = dft_reference(first, "si", cache, log=lambda _: None)
+    assert not ref1["cached"]
+    stamp = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    ref2 = dft_reference(second, "crystal", cache, log=lambda _: None)
+    assert ref2["cached"] and ref2["key"] == ref1["key"]
+    assert ref2["properties"]["eos"] == ref1["properties"]["eos"]
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamp
+    # the primitive Si2 cell at the tiny protocol: a_cubic = sqrt(2) a_prim within 3% of 5.47
+    assert np.sqrt(2) * ref1["properties"]["lattice"][0] == pytest.approx(5.47, rel=0.03)
+    other = tiny_config(
+        campaign="three",
+        systems={"si": {"structure": {"file": "tests/data/si2.extxyz"}}},
+        dft={**TINY_DFT, "ecut": 220},
+        validate={"properties": settings},
+    )
+    assert not dft_reference(other, "si", cache, log=lambda _: None)["cached"]
+
+
+def test_the_protocol_check_flags_a_pulay_stress_and_can_stop(tmp_path):
+    from potforge.errors import LabelError
+    from potforge.validate.protocol import protocol_check
+
+    systems = {"si": {"structure": {"file": "tests/data/si2.extxyz"}}}
+    good = tiny_config(systems=systems, dft={**TINY_DFT, "ecut": 250})
+    result = protocol_check(good, tmp_path, log=lambda _: None)
+    assert result["stress_consistent"] and result["train_on_stress"]
+    # 120 eV is far too low for Si: analytic and finite-difference pressure part ways.
+    bad = tiny_config(
+        systems=systems,
+        dft={**TINY_DFT, "ecut": 120},
+        validate={"protocol_check": {"stress_tolerance_gpa": 0.5}},
+    )
+    flagged = protocol_check(bad, tmp_path, log=lambda _: None)
+    assert not flagged["train_on_stress"]
+    assert flagged["systems"]["si"]["difference_gpa"] > 0.5
+    stop = tiny_config(
+        systems=systems,
+        dft={**TINY_DFT, "ecut": 120},
+        validate={"protocol_check": {"on_inconsistent_stress": "stop"}},
+    )
+    with pytest.raises(LabelError, match="dft.ecut"):
+        protocol_check(stop, tmp_path, log=lambda _: None)
+
+
+def test_references_use_the_point_group_only_for_fixed_geometries():
+    dft = tiny_config()["dft"]
+    fixed, moving = reference_parameters(dft, relax=False), reference_parameters(dft, relax=True)
+    assert fixed["symmetry"] == {"point_group": True, "time_reversal": True}
+    assert moving["symmetry"] == {"point_group": False, "time_reversal": True}
+    assert {k: v for k, v in fixed.items() if k != "symmetry"} == {
+        k: v for k, v in moving.items() if k != "symmetry"
+    }
+    off = tiny_config(dft={**TINY_DFT, "symmetry": "off"})["dft"]
+    assert reference_parameters(off, relax=False)["symmetry"] == "off"
+
+
+@pytest.mark.slow
+def test_the_tiny_campaign_validates_its_committee_against_dft(tiny_campaign):
+    from potforge.hashing import structure_hash
+    from potforge.io import read_frames, read_json
+
+    res = tiny_campaign / "results" / "tiny"
+    v = read_json(res / "final" / "validation.json")
+    ts = v["test_set"]
+    assert ts["frames"] == 6
+    for key in ("force_rmse_ev_per_a", "energy_rmse_mev_per_atom", "stress_rmse_gpa"):
+        assert np.isfinite(ts[key]) and ts[key] > 0
+    assert set(ts["per_origin"]) >= {o for o in ts["per_origin"] if o.startswith("explore:")}
+    assert any(o.startswith("sample:") for o in ts["per_origin"])
+    # the test set was never trained on: no test frame in any training database
+    test_hashes = {
+        structure_hash(a)
+        for p in (res / "validation" / "labels").glob("chunk_*[0-9].extxyz")
+        for a in read_frames(p)
+    }
+    assert len(test_hashes) == 6
+    for split in ("train", "validation", "test"):
+        trained = {
+            structure_hash(a) for a in read_frames(res / "iter_001" / "dataset" / f"{split}.extxyz")
+        }
+        assert not trained & test_hashes
+    rows = {r["name"]: r for r in v["properties"]}
+    assert {"a0", "B", "C11", "C12", "C44", "vacancy_unrelaxed", "vacancy_relaxed"} <= set(rows)
+    assert rows["a0"]["dft"] == pytest.approx(5.47, rel=0.03)
+    assert 60 < rows["B"]["dft"] < 120
+    assert 0.5 < rows["vacancy_unrelaxed"]["dft"] < 6
+    for row in rows.values():
+        assert np.isfinite(row["model"]) and np.isfinite(row["dft"])
+        assert row["pass"] == (abs(row["error"]) <= row["tolerance"])
+        assert "SW" in row["peers"]
+    assert rows["a0"]["peers"]["SW"]["value"] == pytest.approx(5.431, abs=0.002)
+    assert v["peers"]["SW"]["test_set"]["frames"] == 6
+    cal = v["calibration"]
+    assert -1 <= cal["spearman"] <= 1 and cal["scale"] > 0
+    md = v["md_stability"]["si"]
+    assert [r["temperature"] for r in md["runs"]] == [600.0, 1200.0, 600.0]
+    assert all(r["natoms"] == 16 and r["steps_done"] > 0 for r in md["runs"])
+    assert len(md["rdf_hottest"]["g"]) == len(md["rdf_hottest"]["r"]) > 0
+    # every iteration is validated on the same frozen test set (learning curves)
+    per_iter = [read_json(res / f"iter_{i:03d}" / "validate" / "validation.json") for i in (0, 1)]
+    assert [p["test_set"]["frames"] for p in per_iter] == [6, 6]
+    card = read_json(res / "final" / "model_card.json")
+    assert card["validation"]["test_set"]["force_rmse_ev_per_a"] == ts["force_rmse_ev_per_a"]
+    assert "Validation against DFT" in (res / "final" / "model_card.md").read_text()
+    assert read_json(res / "validation" / "protocol_check.json")["stress_consistent"]

@@ -1,0 +1,88 @@
+"""The independent test set: frames the selection did not choose, drawn once and frozen.
+
+Frames come at random (never by committee deviation) from the first exploration, spread over
+its tasks (every temperature and pressure of the plan), from fresh draws of the sampling
+generators, and from structure files named in the configuration. They are labelled through the
+DFT stage and store like any other frame, and never trained on: the selection excludes them and
+the frames next to them in their trajectory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from potforge.hashing import structure_hash
+
+GENERATOR = "test_set"
+SAMPLE_SEED_OFFSET = 7919  # fresh generator draws: another seed than the training sample's
+
+
+def _tagged(atoms: Atoms, origin: str, source: str, **info: Any) -> Atoms:
+    frame = Atoms(atoms.get_chemical_symbols(), atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    frame.info.update(
+        system=atoms.info.get("system", "?"),
+        generator=GENERATOR,
+        source=source,
+        origin=origin,
+        **info,
+    )
+    return frame
+
+
+def draw_from_exploration(
+    trajectories: Mapping[str, Sequence[Atoms]], count: int, rng: np.random.Generator
+) -> list[Atoms]:
+    """Draw `count` frames uniformly at random, round-robin over tasks (step 0 excluded)."""
+    pools = {}
+    for task, frames in sorted(trajectories.items()):
+        usable = [a for a in frames if int(a.info.get("step", 0)) > 0]
+        pools[task] = [usable[k] for k in rng.permutation(len(usable))]
+    picked: list[Atoms] = []
+    while len(picked) < count and any(pools.values()):
+        for task in sorted(pools):
+            if pools[task] and len(picked) < count:
+                atoms = pools[task].pop()
+                step = int(atoms.info.get("step", 0))
+                picked.append(
+                    _tagged(
+                        atoms, f"explore:{task.split('/', 1)[-1]}", "explore", task=task, step=step
+                    )
+                )
+    return picked
+
+
+def draw_from_generators(
+    fresh: Sequence[Atoms], training: Sequence[Atoms], count: int, rng: np.random.Generator
+) -> list[Atoms]:
+    """Draw `count` of the fresh generator structures whose hash no training structure has."""
+    seen = {structure_hash(a) for a in training}
+    new = [a for a in fresh if structure_hash(a) not in seen]
+    order = rng.permutation(len(new))[:count]
+    return [
+        _tagged(new[k], f"sample:{new[k].info.get('generator', '?')}", "sample")
+        for k in sorted(order)
+    ]
+
+
+def named_structures(frames: Sequence[Atoms], names: Sequence[str]) -> list[Atoms]:
+    """Tag structures read from files named in the configuration."""
+    return [_tagged(a, f"file:{name}", "file") for a, name in zip(frames, names, strict=True)]
+
+
+def excluded_steps(test_set: Sequence[Atoms], gap: int) -> dict[str, list[tuple[int, int]]]:
+    """Return, per exploration task, the step ranges the selection must not pick from."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for atoms in test_set:
+        if atoms.info.get("source") == "explore":
+            step = int(atoms.info["step"])
+            out.setdefault(str(atoms.info["task"]), []).append((step - gap, step + gap))
+    return out
+
+
+def origin_category(atoms: Atoms) -> str:
+    """Return the reporting group of a test frame (its origin, e.g. 'explore:001-nvt-T1200')."""
+    return str(atoms.info.get("origin", "?"))
