@@ -15,6 +15,11 @@ The final model card is copied to benchmarks/results/default_campaign/.
     python benchmarks/campaign.py              # needs no results/<campaign>/ yet: a fresh run
     python benchmarks/campaign.py --log .snakemake/log/<run>.snakemake.log --wall 1850
                                                # analyse a run made by hand with `make run`
+    python benchmarks/campaign.py --log NEW.log --wall 1500 \
+        --baseline-log OLD.log --baseline-wall 2200 --baseline-results OLD/results/si-quick \
+        --baseline-commit 97c7102              # also write speed.json: new against baseline
+
+CPU utilisation per stage comes from the jobs' Snakemake benchmark files (cpu_time / s).
 """
 
 from __future__ import annotations
@@ -69,6 +74,40 @@ def busy_seconds(intervals: list[tuple[str, float, float]]) -> float:
     return total
 
 
+COMPILE_RULES = ("deploy_member",)
+
+
+def cpu_utilisation(results: Path) -> dict[str, dict[str, float]]:
+    """Per stage: job seconds, CPU seconds and their ratio, from the jobs' benchmark files."""
+    import csv
+
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for path in (results / "logs").rglob("*.benchmark.tsv"):
+        name = path.name.removesuffix(".benchmark.tsv")
+        parent = path.parent.name
+        stage = (
+            "label"
+            if parent == "labels"
+            else "train"
+            if name.startswith("member_")
+            else "deploy"
+            if name.startswith(("deploy_", "package_"))
+            else "validate"
+        )
+        with open(path) as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        totals[stage][0] += float(row["s"])
+        totals[stage][1] += float(row.get("cpu_time") or 0.0)
+    return {
+        stage: {
+            "job_s": round(s, 1),
+            "cpu_s": round(cpu, 1),
+            "cpu_per_job_s": round(cpu / s, 3) if s else None,
+        }
+        for stage, (s, cpu) in sorted(totals.items())
+    }
+
+
 def campaign_record(log: Path, wall_s: float, results: Path) -> dict:
     """The campaign.json record of one finished run."""
     intervals = job_intervals(log.read_text())
@@ -78,6 +117,13 @@ def campaign_record(log: Path, wall_s: float, results: Path) -> dict:
     job_sum = sum(per_rule.values())
     busy = busy_seconds(intervals)
     card = json.loads((results / "final" / "model_card.json").read_text())
+    validation_path = results / "final" / "validation.json"
+    validation = json.loads(validation_path.read_text()) if validation_path.is_file() else {}
+    test_set = validation.get("test_set") or {}
+    summary = validation.get("property_summary") or {}
+    reports = sorted(results.glob("iter_*/select/report.json"))
+    last = json.loads(reports[card["final_iteration"]].read_text()) if reports else {}
+    compile_s = sum(v for k, v in per_rule.items() if k in COMPILE_RULES)
     return {
         "command": "make run",
         "config": "config/config.yaml",
@@ -88,6 +134,14 @@ def campaign_record(log: Path, wall_s: float, results: Path) -> dict:
         "test_force_rmse": card["test_force_rmse"],
         "test_frames": card["dataset"]["per_split"].get("test", 0),
         "stop_reason": card["stop_reason"],
+        "converged": bool(last.get("converged")),
+        "independent_test_frames": test_set.get("frames"),
+        "independent_force_rmse": test_set.get("force_rmse_ev_per_a"),
+        "independent_energy_rmse_mev": test_set.get("energy_rmse_mev_per_atom"),
+        "properties_passed": summary.get("passed"),
+        "properties_total": summary.get("total"),
+        "compile_share_of_job_seconds": round(compile_s / job_sum, 4) if job_sum else None,
+        "cpu_utilisation_per_stage": cpu_utilisation(results),
         "jobs": len(intervals),
         "job_seconds_sum": round(job_sum, 1),
         "busy_s": round(busy, 1),
@@ -115,6 +169,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--log", type=Path, help="analyse this Snakemake log instead of running")
     parser.add_argument("--wall", type=float, help="wall time of that run, in seconds")
+    parser.add_argument("--baseline-log", type=Path, help="Snakemake log of a baseline run")
+    parser.add_argument("--baseline-wall", type=float, help="wall time of the baseline run (s)")
+    parser.add_argument("--baseline-results", type=Path, help="results/<campaign> of the baseline")
+    parser.add_argument("--baseline-commit", help="the commit the baseline ran")
     args = parser.parse_args()
     campaign = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["campaign"]
     results = ROOT / "results" / campaign
@@ -129,9 +187,35 @@ def main() -> None:
     record = campaign_record(log, wall, results)
     card_dir = RESULTS / "default_campaign"
     card_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("model_card.json", "model_card.md"):
-        shutil.copy(results / "final" / name, card_dir / name)
+    for name in (
+        "final/model_card.json",
+        "final/model_card.md",
+        "final/validation.json",
+        "report.html",
+    ):
+        if (results / name).is_file():
+            shutil.copy(results / name, card_dir / Path(name).name)
     (RESULTS / "campaign.json").write_text(json.dumps(record, indent=2) + "\n")
+    if args.baseline_log:
+        base = campaign_record(
+            args.baseline_log.resolve(), args.baseline_wall, args.baseline_results
+        )
+        speed = {
+            "baseline_commit": args.baseline_commit,
+            "wall_s": record["wall_s"],
+            "baseline_wall_s": base["wall_s"],
+            "wall_ratio": round(record["wall_s"] / base["wall_s"], 3),
+            "iterations": [record["iterations"], base["iterations"]],
+            "dft_frames": [record["dft_frames"], base["dft_frames"]],
+            "job_seconds_per_rule": record["job_seconds_per_rule"],
+            "baseline_job_seconds_per_rule": base["job_seconds_per_rule"],
+            "compile_share_of_job_seconds": record["compile_share_of_job_seconds"],
+            "baseline_compile_share_of_job_seconds": base["compile_share_of_job_seconds"],
+            "cpu_utilisation_per_stage": record["cpu_utilisation_per_stage"],
+            "baseline_cpu_utilisation_per_stage": base["cpu_utilisation_per_stage"],
+        }
+        (RESULTS / "speed.json").write_text(json.dumps(speed, indent=2) + "\n")
+        print(f"speed: wall {speed['wall_s']} s vs baseline {speed['baseline_wall_s']} s")
     width = max(len(k) for k in record)
     for key, value in record.items():
         if key != "job_seconds_per_rule":

@@ -5,10 +5,13 @@ run the way the workflow runs it (potforge.dft.label_frames: one worker process 
 the figures include process start-up. Run on an otherwise idle machine:
 
     python benchmarks/dft.py            # about 15 minutes on 2 cores
+    python benchmarks/dft.py --only symmetry   # the k-point symmetry comparison alone (1 min),
+                                               # merged into the existing dft.json
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import tempfile
@@ -40,8 +43,52 @@ def seconds(frames, dft, ranks=1):
     return wall, report.labelled
 
 
+def symmetry_comparison(si_dft: dict) -> dict[str, float | str]:
+    """Time-reversal symmetry against none, on the same rattled Si8 frames, in this process."""
+    import numpy as np
+
+    frames = [rattled(diamond(), 11), rattled(diamond(), 12)]
+    t_off, off = seconds(frames, {**si_dft, "symmetry": "off"})
+    t_tr, tr = seconds(frames, {**si_dft, "symmetry": "time-reversal"})
+    return {
+        "time_reversal_s_per_frame": t_tr / len(frames),
+        "no_symmetry_s_per_frame": t_off / len(frames),
+        "time_reversal_speedup": t_off / t_tr,
+        "time_reversal_max_force_diff_ev_per_a": float(
+            max(np.abs(a.get_forces() - b.get_forces()).max() for a, b in zip(off, tr, strict=True))
+        ),
+        "time_reversal_max_energy_diff_ev": float(
+            max(
+                abs(a.get_potential_energy() - b.get_potential_energy())
+                for a, b in zip(off, tr, strict=True)
+            )
+        ),
+        "time_reversal_frames": "2 rattled (0.05 A) Si8 cells at the default protocol",
+    }
+
+
+def report(results: dict) -> None:
+    """Print the table and write dft.json."""
+    rows = [(k, v) for k, v in results.items()]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {text}")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {OUT}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["symmetry"], help="run one comparison, merge the JSON")
+    args = parser.parse_args()
     si_dft = load_config(REPO / "config" / "config.yaml")["dft"]
+    if args.only == "symmetry":
+        results = json.loads(OUT.read_text()) if OUT.is_file() else {}
+        results.update(symmetry_comparison(si_dft))
+        report(results)
+        return
     hfo2_dft = load_config(REPO / "config" / "hfo2.yaml")["dft"]
     si8, si64 = diamond(), diamond().repeat(2)
     results: dict[str, float | str] = {}
@@ -70,17 +117,11 @@ def main() -> None:
     results["si8_two_frames_concurrent_s"] = concurrent
     results["parallel_speedup_2jobs"] = serial / concurrent
 
+    results.update(symmetry_comparison(si_dft))
     results["protocol_si"] = "PBE, PW 300 eV, k-density 2.5/A Gamma-centred, FD 0.1 eV"
     results["protocol_hfo2"] = "PBE, PW 500 eV, k-density 2.5/A Gamma-centred, FD 0.1 eV"
     results["machine"] = f"{platform.node()} {platform.processor() or platform.machine()}"
-    rows = [(k, v) for k, v in results.items()]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        text = f"{value:.3f}" if isinstance(value, float) else str(value)
-        print(f"{key:<{width}}  {text}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {OUT}")
+    report(results)
 
 
 if __name__ == "__main__":

@@ -110,3 +110,9 @@ def test_hfo2_tiny_iteration_runs_every_stage_with_two_species(tmp_path):
     assert len(trajectory) >= 2 and trajectory[0].get_chemical_formula() == "Hf2O4"
     for member in ("member_0", "member_1"):
         assert (res / "final" / "committee" / member / "model.pair_nequip.nequip.pt2").is_file()
+    validation = read_json(res / "final" / "validation.json")
+    assert validation["test_set"]["frames"] == 3
+    assert set(validation["test_set"]["per_species_force_rmse_ev_per_a"]) == {"Hf", "O"}
+    (row,) = [r for r in validation["properties"] if r["name"] == "V0"]
+    assert 8 < row["dft"] < 14  # A^3 per atom of fluorite HfO2 (about 11)
+    assert validation["md_stability"]["cubic"]["runs"][0]["natoms"] == 24

@@ -10,24 +10,48 @@ from potforge.loop import model_card_markdown, stop_point
 REPO = Path(__file__).resolve().parents[1]
 
 
-def report(converged):
+def report(converged, spent=0.0, frames=0, picked=0):
     return {
         "converged": converged,
         "convergence": "converged: x" if converged else "not converged: y",
+        "dft_core_seconds_spent": spent,
+        "dataset_frames": frames,
+        "picked": [{}] * picked,
     }
 
 
+def loop(cap, budget=None):
+    return {"max_iterations": cap, "dft_budget_core_hours": budget}
+
+
 def test_loop_goes_on_until_converged_or_capped():
-    assert stop_point([report(False)], 3) is None
-    assert stop_point([report(False), report(True)], 3) == (1, "converged: x")
-    final, why = stop_point([report(False)] * 3, 3)
+    assert stop_point([report(False)], loop(3)) is None
+    assert stop_point([report(False), report(True)], loop(3)) == (1, "converged: x")
+    final, why = stop_point([report(False)] * 3, loop(3))
     assert final == 2 and why.startswith("iteration cap: loop.max_iterations=3 reached")
 
 
 def test_raising_the_cap_extends_a_capped_campaign():
     reports = [report(False)] * 2
-    assert stop_point(reports, 2)[0] == 1
-    assert stop_point(reports, 4) is None  # more iterations are needed, none redone
+    assert stop_point(reports, loop(2))[0] == 1
+    assert stop_point(reports, loop(4)) is None  # more iterations are needed, none redone
+
+
+def test_the_dft_budget_stops_before_the_iteration_that_would_exceed_it():
+    # 10 frames labelled per iteration at 36 core-s each: 0.1 core-hours per iteration.
+    reports = [
+        report(False, spent=360.0 * (it + 1), frames=10 * (it + 1), picked=10) for it in range(6)
+    ]
+    # budget 0.35 core-h: after iteration 2 (0.3 spent), 10 more frames would make 0.4
+    final, why = stop_point(reports, loop(10, budget=0.35))
+    assert final == 2 and why.startswith("DFT budget")
+    assert "0.4 of loop.dft_budget_core_hours=0.35" in why
+    assert stop_point(reports, loop(10, budget=10.0)) is None
+    # convergence wins over the budget; the cap wins when it comes first
+    assert (
+        stop_point([report(False, 360, 10, 10), report(True, 720, 20, 10)], loop(10, 0.15))[0] == 0
+    )
+    assert stop_point(reports, loop(2, budget=0.35))[0] == 1
 
 
 def test_model_card_markdown_states_the_committee_test_errors():

@@ -68,3 +68,62 @@ def test_convergence_needs_accuracy_and_no_failures():
 def test_descriptor_separates_species_pairs():
     d = structure_descriptor(hfo2_cubic(), ["O", "Hf"])
     assert d.shape == (150,) and np.isclose(np.linalg.norm(d), 1.0)
+
+
+def test_random_picks_are_uniform_over_frames():
+    from potforge.select import random_picks
+
+    rng = np.random.default_rng(0)
+    descriptors = rng.normal(size=(90, 8))
+    groups = [f"t{k // 30}" for k in range(90)]
+    steps = [10 * (k % 30) for k in range(90)]
+    per_frame = np.zeros(90)
+    for seed in range(1000):
+        picks = random_picks(descriptors, groups, steps, 9, 0.0, 0, np.random.default_rng(seed))
+        assert len({p.index for p in picks}) == 9
+        per_frame[[p.index for p in picks]] += 1
+    # 9000 picks over 90 frames: 100 each on average; a chi-square test of uniformity
+    chi2 = ((per_frame - 100.0) ** 2 / 100.0).sum()
+    assert chi2 < 130, chi2  # 89 degrees of freedom: p ~ 0.003 at 130
+
+
+def test_random_strategy_picks_from_every_class_not_by_deviation():
+    trajectories = {
+        "accurate": frames(10, 0.1, 0.01, seed=1),
+        "candidate": frames(10, 0.1, 0.1, seed=2),
+        "failed": frames(10, 0.1, 0.5, seed=3),
+    }
+    seen = set()
+    for seed in range(4):
+        picked, report = select_frames(
+            trajectories, TRUST, ["Si"], 6, 0, 0.0, strategy="random", seed=seed
+        )
+        assert len(picked) == 6 and report["candidates"] == 10
+        seen |= {a.info["task"] for a in picked}
+    assert seen == {"accurate", "candidate", "failed"}
+    again, _ = select_frames(trajectories, TRUST, ["Si"], 6, 0, 0.0, strategy="random", seed=4)
+    first, _ = select_frames(trajectories, TRUST, ["Si"], 6, 0, 0.0, strategy="random", seed=4)
+    assert [a.info["origin"] for a in again] == [a.info["origin"] for a in first]
+
+
+def test_random_strategy_keeps_the_step_gap_and_duplicate_filter():
+    near_identical = frames(30, 1e-4, 0.1, step_every=100)
+    picked, _ = select_frames({"t": near_identical}, TRUST, ["Si"], 10, 0, 0.02, strategy="random")
+    assert len(picked) == 1
+    spaced = frames(40, 0.15, 0.1, step_every=10)
+    picked, _ = select_frames({"t": spaced}, TRUST, ["Si"], 8, 50, 0.0, strategy="random", seed=1)
+    steps = sorted(p.info["step"] for p in picked)
+    assert min(np.diff(steps)) >= 50
+
+
+def test_test_set_frames_and_their_neighbours_are_never_selected():
+    from potforge.select import exclude_frames
+
+    traj = frames(40, 0.15, 0.1, step_every=10)
+    test_frame = traj[20].copy()
+    test_frame.info.update(source="explore", task="t", step=200)
+    marked = exclude_frames({"t": traj}, [test_frame], iteration=0, min_step_gap=20)
+    assert marked == 5  # steps 180..220
+    picked, report = select_frames({"t": traj}, TRUST, ["Si"], 40, 0, 0.0)
+    assert report["counts"]["candidate"] == 40  # still counted
+    assert all(not 180 <= p.info["step"] <= 220 for p in picked) and len(picked) == 35

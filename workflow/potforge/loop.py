@@ -10,16 +10,45 @@ from typing import Any
 ITER_FORMAT = "iter_{:03d}"
 
 
-def stop_point(reports: Sequence[Mapping[str, Any]], max_iterations: int) -> tuple[int, str] | None:
+def stop_decision(report: Mapping[str, Any], loop: Mapping[str, Any]) -> tuple[bool, str]:
+    """Decide whether the loop stops after the iteration of a selection report.
+
+    The one place of the stop rule (the workflow's DAG and the model card both ask it). In
+    order: converged by the selection's criterion; the iteration cap; the DFT budget
+    (loop.dft_budget_core_hours), which stops before an iteration whose labelling of the
+    frames just picked, at the mean cost per frame so far, would exceed it. The selection
+    report holds only facts, so raising the cap or the budget later reruns nothing.
+    """
+    iteration, convergence = int(report["iteration"]), report["convergence"]
+    if report.get("converged"):
+        return True, convergence
+    spent_core_seconds = float(report.get("dft_core_seconds_spent") or 0.0)
+    labelled_frames = int(report.get("dataset_frames") or 0)
+    next_frames = len(report.get("picked", []))
+    cap = int(loop["max_iterations"])
+    if iteration + 1 >= cap:
+        return True, f"iteration cap: loop.max_iterations={cap} reached ({convergence})"
+    budget = loop.get("dft_budget_core_hours")
+    if budget is not None and next_frames > 0:
+        per_frame = spent_core_seconds / max(labelled_frames, 1)
+        expected = spent_core_seconds + per_frame * next_frames
+        if expected > budget * 3600.0:
+            return True, (
+                f"DFT budget: labelling {next_frames} more frames at {per_frame:.0f} core-s each "
+                f"would spend {expected / 3600:.3g} of loop.dft_budget_core_hours={budget:g} "
+                f"(spent {spent_core_seconds / 3600:.3g}; {convergence})"
+            )
+    return False, convergence
+
+
+def stop_point(
+    reports: Sequence[Mapping[str, Any]], loop: Mapping[str, Any]
+) -> tuple[int, str] | None:
     """Return (final iteration, why) from the selection reports so far, or None to go on."""
-    for it, report in enumerate(reports[:max_iterations]):
-        if report.get("converged"):
-            return it, report["convergence"]
-    if len(reports) >= max_iterations:
-        last = reports[max_iterations - 1]
-        return max_iterations - 1, (
-            f"iteration cap: loop.max_iterations={max_iterations} reached ({last['convergence']})"
-        )
+    for it, report in enumerate(reports):
+        stop, why = stop_decision({"iteration": it, **report}, loop)
+        if stop:
+            return it, why
     return None
 
 
@@ -124,6 +153,8 @@ def model_card(
         },
         "dft_frames": dataset.get("frames", 0) + dataset.get("quarantined", 0),
         "dft_core_seconds": dataset.get("dft_core_seconds"),
+        "dft_budget_core_hours": config["loop"].get("dft_budget_core_hours"),
+        "dft_core_hours_spent": round((dataset.get("dft_core_seconds") or 0.0) / 3600.0, 4),
         "committee_test_errors": committee,
         "test_force_rmse": _committee_force_rmse(committee),
         "iteration_table": rows,

@@ -102,6 +102,36 @@ def diverse_picks(
     return picks
 
 
+def random_picks(
+    descriptors: np.ndarray,
+    groups: Sequence[str],
+    steps: Sequence[int],
+    max_picks: int,
+    min_distance: float,
+    min_step_gap: int,
+    rng: np.random.Generator,
+) -> list[Pick]:
+    """Uniformly random picks in a seeded order, with the step-gap and near-duplicate filter."""
+    picks: list[Pick] = []
+    for k in rng.permutation(len(groups)):
+        if len(picks) >= max_picks:
+            break
+        k = int(k)
+        if any(
+            groups[p.index] == groups[k] and abs(int(steps[p.index]) - int(steps[k])) < min_step_gap
+            for p in picks
+        ):
+            continue
+        distance = min(
+            (float(np.linalg.norm(descriptors[k] - descriptors[p.index])) for p in picks),
+            default=float("inf"),
+        )
+        if distance < min_distance:
+            continue
+        picks.append(Pick(k, float("nan"), distance, "random"))
+    return picks
+
+
 def select_frames(
     trajectories: Mapping[str, Sequence[Atoms]],
     trust: Mapping[str, Mapping[str, float]],
@@ -109,14 +139,21 @@ def select_frames(
     max_frames: int,
     min_step_gap: int,
     min_distance: float,
+    strategy: str = "uncertainty",
+    seed: int = 0,
 ) -> tuple[list[Atoms], dict[str, Any]]:
-    """Classify every explored frame and pick diverse candidates; return picks and a report.
+    """Classify every explored frame and pick frames for DFT; return picks and a report.
 
     `trajectories` maps a task name to its frames; each frame's `info['system']` selects its
-    trust window from `trust` (system name -> {'lo', 'hi'}).
+    trust window from `trust` (system name -> {'lo', 'hi'}). The `uncertainty` strategy picks
+    diverse candidates of the trust window; `random` picks uniformly among all explored frames
+    (any class), with the same filters: the baseline arm of an active-learning comparison.
     """
+    if strategy not in ("uncertainty", "random"):
+        raise ValueError(f"select.strategy: unknown {strategy!r}; use uncertainty or random")
     per_task: dict[str, dict[str, int]] = {}
     candidates: list[tuple[str, Atoms]] = []
+    pool: list[tuple[str, Atoms]] = []
     all_devs: list[float] = []
     for task, frames in sorted(trajectories.items()):
         counts = {ACCURATE: 0, CANDIDATE: 0, FAILED: 0}
@@ -128,11 +165,27 @@ def select_frames(
             all_devs.append(dev)
             if kind == CANDIDATE and not atoms.info.get("excluded"):
                 candidates.append((task, atoms))
+            if not atoms.info.get("excluded"):
+                pool.append((task, atoms))
         per_task[task] = counts
     total = {k: sum(c[k] for c in per_task.values()) for k in (ACCURATE, CANDIDATE, FAILED)}
     frames_seen = sum(total.values())
     picks: list[Pick] = []
-    if candidates:
+    source = pool if strategy == "random" else candidates
+    if strategy == "random":
+        if pool:
+            picks = random_picks(
+                np.array([structure_descriptor(a, species) for _, a in pool]),
+                [t for t, _ in pool],
+                [int(a.info.get("step", 0)) for _, a in pool],
+                max_frames,
+                min_distance,
+                min_step_gap,
+                np.random.default_rng(seed),
+            )
+            for pick in picks:
+                pick.deviation = float(pool[pick.index][1].info["max_force_dev"])
+    elif candidates:
         descriptors = np.array([structure_descriptor(a, species) for _, a in candidates])
         picks = diverse_picks(
             descriptors,
@@ -146,7 +199,7 @@ def select_frames(
     selected = []
     picked_report = []
     for pick in picks:
-        task, atoms = candidates[pick.index]
+        task, atoms = source[pick.index]
         frame = atoms.copy()
         frame.info = {
             "system": atoms.info["system"],

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 from potforge.config import model_species, validate_config
+from potforge.loop import stop_decision
 from potforge.errors import ConfigError
 from potforge.md.explore import expand_tasks
 from potforge.sampling import sample_count
@@ -206,13 +207,13 @@ def trust_windows():
 
 
 def selection_reports(wildcards):
-    """Selection reports from iteration 0 up to the one where the loop stops."""
+    """Selection reports from iteration 0 up to the one whose report says stop."""
     reports = []
     for it in range(config["loop"]["max_iterations"]):
         done = checkpoints.select.get(campaign=wildcards.campaign, iter=f"{it:03d}")
         reports.append(done.output.report)
         with open(done.output.report) as fh:
-            if json.load(fh)["converged"]:
+            if stop_decision(json.load(fh), config["loop"])[0]:
                 break
     return reports
 

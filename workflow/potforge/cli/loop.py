@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--species", nargs="+", required=True)
     p.add_argument("--select", required=True, help="the `select` configuration as JSON")
     p.add_argument("--converged-accuracy", type=float, required=True)
+    p.add_argument("--dataset-summary", help="this iteration's dataset summary (DFT spent)")
     p.add_argument("--iteration", type=int, required=True)
     p.add_argument("--out", required=True, help="extxyz of the picked frames")
     p.add_argument("--report", required=True, help="JSON selection report")
@@ -73,11 +74,21 @@ def run_select(args: argparse.Namespace) -> int:
         settings["max_frames_per_iteration"],
         settings["min_step_gap"],
         settings["min_descriptor_distance"],
+        strategy=settings.get("strategy", "uncertainty"),
+        seed=int(settings.get("seed", 0)) + args.iteration,
     )
     for atoms in picked:
         atoms.info["selected_in"] = args.iteration
     converged, why = convergence(report, args.converged_accuracy)
-    report.update(iteration=args.iteration, converged=converged, convergence=why)
+    dataset = read_json(args.dataset_summary) if args.dataset_summary else {}
+    report.update(
+        iteration=args.iteration,
+        converged=converged,
+        convergence=why,
+        strategy=settings.get("strategy", "uncertainty"),
+        dft_core_seconds_spent=float(dataset.get("dft_core_seconds") or 0.0),
+        dataset_frames=int(dataset.get("frames") or 0),
+    )
     write_frames(args.out, picked)
     write_json(args.report, report)
     c = report["counts"]
@@ -96,7 +107,7 @@ def run_finalize(args: argparse.Namespace) -> int:
 
     config = json.loads(args.config)
     reports = [read_json(p) for p in args.reports]
-    point = stop_point(reports, config["loop"]["max_iterations"])
+    point = stop_point(reports, config["loop"])
     if point is None:
         raise SystemExit("finalize: the loop has not stopped yet")
     final, why = point

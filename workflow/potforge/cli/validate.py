@@ -13,6 +13,15 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _serial_mpi() -> None:
+    """GPAW and LAMMPS run in this process: inside a SLURM step, start MPI as a singleton."""
+    import os
+
+    from potforge.pmi import drop_stale_pmi
+
+    drop_stale_pmi(os.environ)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the validation subcommands."""
     p = subparsers.add_parser("test-set", help="draw the independent test set (once per campaign)")
@@ -100,6 +109,7 @@ def run_test_set(args: argparse.Namespace) -> int:
 
 def run_protocol_check(args: argparse.Namespace) -> int:
     """Check every starting crystal's stress against the energy's volume derivative."""
+    _serial_mpi()
     from potforge.validate.protocol import protocol_check
 
     result = protocol_check(json.loads(args.config), args.cache_dir, args.log_dir, _log)
@@ -109,6 +119,7 @@ def run_protocol_check(args: argparse.Namespace) -> int:
 
 def run_dft_reference(args: argparse.Namespace) -> int:
     """Compute (or reuse) the DFT properties of one system."""
+    _serial_mpi()
     from potforge.validate.protocol import dft_reference
 
     ref = dft_reference(json.loads(args.config), args.system, args.cache_dir, args.log_dir, _log)
@@ -118,6 +129,7 @@ def run_dft_reference(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Measure a committee and write validation JSON."""
+    _serial_mpi()
     from potforge.structures import starting_structure
     from potforge.validate.stability import md_stability
     from potforge.validate.stage import validate_committee

@@ -364,13 +364,18 @@ def parity_section(campaign: Campaign) -> str:
         )
     else:
         body += missing("test_set.energy_per_atom in a validation.json", "energy-parity")
+    components = ts.get("force_components") or {}
+    if components.get("dft") and components.get("model"):
+        body += f"<h3>Force components: {esc(which)}</h3>"
+        body += figure(
+            lambda: plots.force_parity(components["dft"], components["model"]),
+            "force parity",
+            "force-parity",
+        )
     points = get(validation, "calibration.points") or {}
     if points.get("error") and points.get("deviation"):
         body += "<h3>Per-atom force error</h3>"
-        body += note(
-            "Force components are not stored in validation.json; this shows |F_model − F_DFT| "
-            "per atom, split at the median committee deviation."
-        )
+        body += note("|F_model − F_DFT| per atom, split at the median committee deviation.")
         body += figure(
             lambda: plots.force_error_distribution(points["error"], points["deviation"]),
             "force error distribution",

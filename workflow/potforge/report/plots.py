@@ -104,6 +104,22 @@ def energy_parity(
     return png_bytes(fig)
 
 
+def force_parity(dft: Sequence[float], model: Sequence[float]) -> bytes:
+    """Model against DFT force components (eV/A) on the independent test set."""
+    fig = new_figure(5.2, 4.6)
+    ax = fig.subplots()
+    x, y = _finite(dft), _finite(model)
+    ax.scatter(x, y, s=6, alpha=0.5, color=MODEL)
+    lim = float(np.nanmax(np.abs(np.r_[x, y]))) * 1.05 or 1.0
+    ax.plot([-lim, lim], [-lim, lim], "k--", lw=1)
+    ax.set(xlabel="DFT force component (eV/Å)", ylabel="model force component (eV/Å)")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    return png_bytes(fig)
+
+
 def force_error_distribution(error: Sequence[float], deviation: Sequence[float]) -> bytes:
     """Histogram of per-atom |F_model - F_DFT|, split at the median committee deviation."""
     fig = new_figure(5.2, 4.6)

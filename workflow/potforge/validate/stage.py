@@ -44,6 +44,10 @@ def test_set_errors(frames: Sequence[Atoms], pred: Predictions) -> dict[str, Any
         "dft": [a.get_potential_energy() / len(a) for a in frames],
         "model": [float(e) / len(a) for e, a in zip(pred.energies, frames, strict=True)],
     }
+    out["force_components"] = {  # for parity plots: every Cartesian component, eV/A
+        "dft": np.concatenate([a.get_forces().ravel() for a in frames]).round(4).tolist(),
+        "model": np.concatenate([np.ravel(f) for f in pred.forces]).round(4).tolist(),
+    }
     return out
 
 
