@@ -467,3 +467,22 @@ def test_an_empty_or_broken_folder_still_renders(tmp_path):
     text = out.read_text()
     assert "no iteration has started" in text and "unreadable: validation.json" in text
     assert "<script" not in text
+
+
+@pytest.mark.slow
+def test_the_tiny_campaigns_report_shows_its_validation(tiny_campaign, chromium, tmp_path):
+    from potforge.report.html import METRIC_FORMAT, VALUE_FORMAT, format_error, format_number
+
+    res = tiny_campaign / "results" / "tiny"
+    page = check_report_in_browser(res / "report.html", tmp_path / "tiny.png")
+    assert page["console_errors"] == [] and page["images_ok"] and len(page["images"]) >= 8
+    assert Path(page["screenshot"]).stat().st_size > 10_000
+    assert (res / "report.html").stat().st_size < 5e6
+    validation = read_json(res / "final" / "validation.json")
+    keys = page["keys"]
+    for key in ("force_rmse_ev_per_a", "energy_rmse_mev_per_atom"):
+        assert keys[f"test_set.{key}"] == format_number(validation["test_set"][key], METRIC_FORMAT)
+    for k, row in enumerate(validation["properties"]):
+        for side in ("model", "dft"):
+            assert keys[f"properties.{k}.{side}"] == format_number(row[side], VALUE_FORMAT)
+        assert keys[f"properties.{k}.error"] == format_error(row["error"], row["error_kind"])

@@ -65,6 +65,21 @@ def read_frames(path: str | Path) -> list[Atoms]:
     return list(read(path, index=":", format="extxyz"))
 
 
+def read_trajectories(paths: Sequence[str | Path]) -> dict[str, list[Atoms]]:
+    """Read explore/<system>/<task>/trajectory.extxyz files as {'system/task': frames}.
+
+    Every frame's `info['system']` is set from its path.
+    """
+    trajectories = {}
+    for path in map(Path, paths):
+        system, task = path.parent.parent.name, path.parent.name
+        frames = read_frames(path)
+        for atoms in frames:
+            atoms.info["system"] = system
+        trajectories[f"{system}/{task}"] = frames
+    return trajectories
+
+
 def _jsonable(value: Any) -> Any:
     import numpy as np
 

@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from potforge.io import read_frames, read_json, write_frames, write_json
+from potforge.io import read_frames, read_json, read_trajectories, write_frames, write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,13 +52,7 @@ def run_select(args: argparse.Namespace) -> int:
     """Classify explored frames, pick candidates, decide convergence."""
     from potforge.select import convergence, select_frames
 
-    trajectories = {}
-    for path in map(Path, args.trajectories):
-        system, task = path.parent.parent.name, path.parent.name
-        frames = read_frames(path)
-        for atoms in frames:
-            atoms.info["system"] = system
-        trajectories[f"{system}/{task}"] = frames
+    trajectories = read_trajectories(args.trajectories)
     settings = json.loads(args.select)
     if args.exclude:
         from potforge.select import exclude_frames

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from potforge.io import read_frames, read_json, write_frames, write_json
+from potforge.io import read_frames, read_json, read_trajectories, write_frames, write_json
 
 
 def _log(msg: str) -> None:
@@ -34,18 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "protocol-check", help="analytic stress vs -dE/dV of every starting crystal (GPAW)"
     )
-    p.add_argument("--config", required=True, help="the validated configuration as JSON")
-    p.add_argument("--cache-dir", required=True, help="reference cache shared by campaigns")
-    p.add_argument("--out", required=True, help="JSON result")
-    p.add_argument("--log-dir", help="folder for GPAW text output")
+    _reference_arguments(p)
     p.set_defaults(func=run_protocol_check)
 
     p = subparsers.add_parser("dft-reference", help="DFT properties of one system's crystal")
-    p.add_argument("--config", required=True, help="the validated configuration as JSON")
+    _reference_arguments(p)
     p.add_argument("--system", required=True, help="system name")
-    p.add_argument("--cache-dir", required=True, help="reference cache shared by campaigns")
-    p.add_argument("--out", required=True, help="JSON result")
-    p.add_argument("--log-dir", help="folder for GPAW text output")
     p.set_defaults(func=run_dft_reference)
 
     p = subparsers.add_parser("validate", help="measure a committee against DFT (validation.json)")
@@ -61,6 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--md-dir", help="folder of the MD stability runs")
     p.add_argument("--out", required=True, help="validation JSON")
     p.set_defaults(func=run_validate)
+
+
+def _reference_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of the GPAW reference subcommands."""
+    p.add_argument("--config", required=True, help="the validated configuration as JSON")
+    p.add_argument("--cache-dir", required=True, help="reference cache shared by campaigns")
+    p.add_argument("--out", required=True, help="JSON result")
+    p.add_argument("--log-dir", help="folder for GPAW text output")
 
 
 def run_test_set(args: argparse.Namespace) -> int:
@@ -79,13 +81,7 @@ def run_test_set(args: argparse.Namespace) -> int:
     config = json.loads(args.config)
     settings = config["validate"]["test_set"]
     rng = np.random.default_rng(config["seed"] + SAMPLE_SEED_OFFSET)
-    trajectories = {}
-    for path in map(Path, args.trajectories):
-        system, task = path.parent.parent.name, path.parent.name
-        frames = read_frames(path)
-        for atoms in frames:
-            atoms.info["system"] = system
-        trajectories[f"{system}/{task}"] = frames
+    trajectories = read_trajectories(args.trajectories)
     frames = draw_from_exploration(trajectories, settings["explore_frames"], rng)
     training = [a for path in args.samples for a in read_frames(path)]
     fresh = []
