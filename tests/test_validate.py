@@ -223,3 +223,33 @@ def test_the_tiny_campaign_validates_its_committee_against_dft(tiny_campaign):
     assert card["validation"]["test_set"]["force_rmse_ev_per_a"] == ts["force_rmse_ev_per_a"]
     assert "Validation against DFT" in (res / "final" / "model_card.md").read_text()
     assert read_json(res / "validation" / "protocol_check.json")["stress_consistent"]
+
+
+def test_the_test_set_is_drawn_over_every_task_and_skips_training_structures():
+    from potforge.hashing import structure_hash
+    from potforge.validate.testset import draw_from_exploration, draw_from_generators
+
+    def trajectory(task, n):
+        frames = []
+        for k in range(n):
+            atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+            atoms.rattle(0.05, seed=k + 100 * len(task))
+            atoms.info.update(step=10 * k, system="si")
+            frames.append(atoms)
+        return frames
+
+    trajectories = {"si/000-nvt-T600": trajectory("a", 20), "si/001-nvt-T1200": trajectory("bb", 3)}
+    rng = np.random.default_rng(1)
+    drawn = draw_from_exploration(trajectories, 6, rng)
+    tasks = [a.info["task"] for a in drawn]
+    assert tasks.count("si/001-nvt-T1200") == 2  # the short one: steps 10 and 20 (0 is the start)
+    assert tasks.count("si/000-nvt-T600") == 4
+    assert all(a.info["step"] > 0 and a.info["source"] == "explore" for a in drawn)
+    assert {a.info["origin"] for a in drawn} == {"explore:000-nvt-T600", "explore:001-nvt-T1200"}
+    training = trajectory("a", 3)
+    fresh = trajectory("a", 6)  # the first 3 equal the training structures
+    for atoms in fresh:
+        atoms.info["generator"] = "rattle"
+    picked = draw_from_generators(fresh, training, 10, rng)
+    assert len(picked) == 3
+    assert not {structure_hash(a) for a in picked} & {structure_hash(a) for a in training}
