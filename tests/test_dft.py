@@ -70,7 +70,7 @@ def test_ladder_step_rescues_a_frame(tmp_path):
     assert report.labelled[0].info["ladder_step"] == 1
 
 
-def test_a_crashing_worker_is_quarantined_and_the_rest_labelled(tmp_path):
+def test_a_worker_past_its_timeout_is_quarantined_and_the_rest_labelled(tmp_path):
     # A frame whose single point cannot finish within its time limit counts as crashed.
     settings = dft(frame_timeout_s=0.3, ladder=[])
     report = label_frames([si2(3)], settings, tmp_path, log=lambda _: None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,24 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such configuration file")
     try:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); give a YAML file"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     return validate_config(raw)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Return a YAML error as one line: what is wrong and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def validate_config(raw: Any) -> dict[str, Any]:
@@ -43,14 +57,48 @@ def validate_config(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ConfigError("configuration: must be a mapping of keys to values")
     config = copy.deepcopy(dict(raw))
+    _check_keys(config, [], set())
     dft = config.get("dft")
     if isinstance(dft, dict) and dft.get("symmetry") is False:
         dft["symmetry"] = "off"  # YAML 1.1 reads a bare `off` as false
     _raise_first_error(config, schema)
     _fill_defaults(config, schema, schema)
     _raise_first_error(config, schema)
+    _check_finite(config, [])
     _check_semantics(config)
     return config
+
+
+def _check_keys(value: Any, parts: list[Any], seen: set[int]) -> None:
+    """Refuse mapping keys that are not strings (YAML reads bare no, off, 1 or null as such)."""
+    if isinstance(value, (dict, list)):
+        if id(value) in seen:  # a YAML alias refers to its own parent
+            raise ConfigError(f"{key_path(parts)}: refers to itself (a recursive YAML alias)")
+        seen = seen | {id(value)}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"{key_path(parts)}: every key must be a string, got "
+                    f"{type(key).__name__} {key!r} (YAML reads a bare yes, no, on, off, null or "
+                    "number as such: quote the key)"
+                )
+            _check_keys(item, [*parts, key], seen)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_keys(item, [*parts, index], seen)
+
+
+def _check_finite(value: Any, parts: list[Any]) -> None:
+    """Refuse NaN and infinite numbers, which every range check of the schema lets through."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key_path(parts)}: must be a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, [*parts, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_finite(item, [*parts, index])
 
 
 def key_path(parts: Iterable[Any]) -> str:
@@ -61,8 +109,13 @@ def key_path(parts: Iterable[Any]) -> str:
     return out or "configuration"
 
 
+@functools.lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema())
+
+
 def _raise_first_error(config: dict[str, Any], schema: dict[str, Any]) -> None:
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator() if schema is load_schema() else jsonschema.Draft202012Validator(schema)
     errors = sorted(
         validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.path))
     )
@@ -86,7 +139,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
     kind, arg = error.validator, error.validator_value
     if kind == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(value) - set(allowed))
+        extra = sorted(set(value) - set(allowed), key=str)
         msgs = []
         for key in extra:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
@@ -158,27 +211,21 @@ def _fill_defaults(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> 
 
 def _check_semantics(config: dict[str, Any]) -> None:
     """Checks JSON Schema cannot express: elements, files, sums and orderings."""
-    from ase.data import chemical_symbols
-
     split = config["dataset"]["split"]
     total = sum(split.values())
     if abs(total - 1.0) > 1e-6:
         raise ConfigError(f"dataset.split: fractions must sum to 1, got {total:g}")
     for name, system in config["systems"].items():
         where = f"systems.{name}"
-        structure = system["structure"]
-        if "prototype" in structure:
-            element = structure.get("element", "Si")
-            if element not in chemical_symbols[1:]:
-                raise ConfigError(f"{where}.structure.element: unknown element {element!r}")
-        else:
-            from potforge.errors import StructureError
-            from potforge.structures import read_structure
-
-            try:
-                read_structure(structure["file"])
-            except StructureError as exc:
-                raise ConfigError(f"{where}.structure.file: {exc}") from None
+        _check_structure(system["structure"], f"{where}.structure")
+        crystal = system.get("validate", {}).get("structure")
+        if crystal is not None:
+            if ("prototype" in crystal) == ("file" in crystal):
+                raise ConfigError(
+                    f"{where}.validate.structure: give exactly one of 'prototype' or 'file' "
+                    "(or null for the starting structure)"
+                )
+            _check_structure(crystal, f"{where}.validate.structure")
         trust = system["trust"]
         if trust["lo"] >= trust["hi"]:
             raise ConfigError(
@@ -189,6 +236,58 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 raise ConfigError(
                     f"{where}.explore.tasks[{i}].pressures: only an npt task takes pressures"
                 )
+    structures = config.get("validate", {}).get("test_set", {}).get("structures", [])
+    for i, path in enumerate(structures):
+        problem = _file_problem(path)
+        if problem:
+            raise ConfigError(f"validate.test_set.structures[{i}]: {problem}")
+
+
+def _check_structure(spec: Mapping[str, Any], where: str) -> None:
+    """Check a `structure` mapping: a known element and buildable prototype, or a readable file."""
+    from ase.data import chemical_symbols
+
+    if "prototype" in spec:
+        element = spec.get("element", "Si")
+        if element not in chemical_symbols[1:]:
+            raise ConfigError(f"{where}.element: unknown element {element!r}")
+        problem = _prototype_problem(spec["prototype"], element, spec.get("a"))
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+    else:
+        problem = _file_problem(spec["file"])
+        if problem:
+            raise ConfigError(f"{where}.file: {problem}")
+
+
+@functools.lru_cache(maxsize=64)
+def _prototype_problem(prototype: str, element: str, a: float | None) -> str | None:
+    """Return why a prototype cannot be built (a diamond of an element without a lattice)."""
+    from potforge.errors import StructureError
+    from potforge.structures import starting_structure
+
+    spec = {"prototype": prototype, "element": element}
+    if a is not None:
+        spec["a"] = a
+    try:
+        starting_structure(spec)
+    except (StructureError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def _file_problem(path: str) -> str | None:
+    """Return why a structure file cannot be used, or None when it reads as a 3D cell."""
+    from potforge.errors import StructureError
+    from potforge.structures import read_structure
+
+    try:
+        read_structure(path)
+    except StructureError as exc:
+        return str(exc)
+    except OSError as exc:  # a name too long for the file system, a permission error...
+        return f"cannot open '{path}': {exc.strerror or type(exc).__name__}"
+    return None
 
 
 def model_species(config: Mapping[str, Any]) -> list[str]:

@@ -97,16 +97,24 @@ def assign_splits(
 
 def previous_splits(db_path: str | Path | None) -> dict[str, str]:
     """Read the structure hash -> split map of an earlier dataset (empty when there is none)."""
+    import sqlite3
+
     from ase.db import connect
 
     if db_path is None or not Path(db_path).is_file():
         return {}
-    with connect(db_path) as db:
-        return {
-            row.structure_hash: row.split
-            for row in db.select(quarantined=False)
-            if hasattr(row, "split")
-        }
+    fix = "delete it and rerun: the labels are kept in the DFT store"
+    if Path(db_path).stat().st_size == 0:
+        raise DatasetError(f"{db_path}: empty file, not an ASE database; {fix}")
+    try:
+        with connect(db_path) as db:
+            return {
+                row.structure_hash: row.split
+                for row in db.select(quarantined=False)
+                if hasattr(row, "split")
+            }
+    except sqlite3.DatabaseError as exc:
+        raise DatasetError(f"{db_path}: not a readable ASE database ({exc}); {fix}") from None
 
 
 def check_failed_fraction(

@@ -59,10 +59,19 @@ def read_frames(path: str | Path) -> list[Atoms]:
     """Read every frame of an extended XYZ file (an empty file gives an empty list)."""
     from ase.io import read
 
+    from potforge.errors import StructureError
+
     path = Path(path)
     if path.stat().st_size == 0:
         return []
-    return list(read(path, index=":", format="extxyz"))
+    try:
+        return list(read(path, index=":", format="extxyz"))
+    except (OSError, ValueError, RuntimeError, AttributeError, IndexError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StructureError(
+            f"{path}: cannot read extended XYZ ({type(exc).__name__}: {first}); the file is "
+            "truncated or corrupt: delete it and rerun the step that writes it"
+        ) from None
 
 
 def read_trajectories(paths: Sequence[str | Path]) -> dict[str, list[Atoms]]:

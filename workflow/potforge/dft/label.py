@@ -107,6 +107,33 @@ def run_attempt(
     return None, f"crashed: GPAW worker exited with status {proc.returncode}"
 
 
+def store_entry(path: Path, labelled: bool, log: Callable[[str], None]) -> Atoms | None:
+    """Read one store entry; a corrupt one is set aside as <name>.corrupt and None returned.
+
+    A labelled entry must hold one frame with energy and forces; a killed writer never leaves
+    one half-written (writes are atomic), but a disk or a hand can.
+    """
+    from potforge.errors import StructureError
+
+    try:
+        frames = read_frames(path)
+        if len(frames) != 1:
+            raise StructureError(f"{len(frames)} frames, expected 1")
+        if labelled:
+            frames[0].get_potential_energy()
+            frames[0].get_forces()
+        return frames[0]
+    except Exception as exc:  # any unreadable entry is recomputed, never trusted
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        log(
+            f"store entry {path} is corrupt ({type(exc).__name__}: {first}); set aside as "
+            f"{aside.name}, recomputing"
+        )
+        return None
+
+
 def label_frames(
     frames: Sequence[Atoms],
     dft: Mapping[str, Any],
@@ -126,9 +153,14 @@ def label_frames(
         fid = frame_id(atoms, dft)
         done, failed = store / f"{fid}.extxyz", store / f"{fid}.failed.extxyz"
         origin = atoms.info.get("origin", "?")
-        if done.is_file() or failed.is_file():
-            cached = read_frames(done if done.is_file() else failed)[0]
-            (report.labelled if done.is_file() else report.quarantined).append(cached)
+        cached, kind = None, None
+        for path, kind in ((done, "labelled"), (failed, "quarantined")):
+            if path.is_file():
+                cached = store_entry(path, kind == "labelled", lambda m: log(f"[label] {m}"))
+                if cached is not None:
+                    break
+        if cached is not None:
+            (report.labelled if kind == "labelled" else report.quarantined).append(cached)
             report.reused += 1
             log(f"[label] frame {k}/{n} {fid} ({origin}): already in the store")
             continue
