@@ -45,3 +45,23 @@ def test_external_backend_matches_the_compiled_plugin(tiny_campaign, tmp_path, e
         assert a.info["max_force_dev"] == pytest.approx(b.info["max_force_dev"], abs=1e-4)
         assert a.info["min_distance"] == pytest.approx(b.info["min_distance"], abs=1e-6)
         np.testing.assert_allclose(a.arrays["force_dev"], b.arrays["force_dev"], atol=1e-4)
+
+
+@pytest.mark.faults
+def test_an_exploding_run_keeps_its_frames_and_says_why(tiny_campaign, tmp_path):
+    from potforge.io import read_json
+    from potforge.md.explore import explore
+
+    res = tiny_campaign / "results" / "tiny"
+    models = sorted((res / "final" / "committee").glob("member_*/model.nequip.zip"))
+    start = read_frames(res / "iter_000" / "sample" / "si.start.extxyz")[0]
+    # 20 fs steps at 20000 K: atoms collide within a few steps; no deviation guard (trust 1e3)
+    task = {"temperature": 20000.0, "steps": 400, "dump_every": 2, "timestep_fs": 20.0}
+    task.update(supercell=[2, 2, 2], seed=3)
+    summary = explore(start, models, ["Si"], task, 1000.0, tmp_path / "boom")
+    assert summary["halted"] and summary["steps_done"] < 400
+    assert summary["halt_reason"] in ("min_distance", "lost_atoms", "lammps_error")
+    assert summary["message"]
+    frames = read_frames(tmp_path / "boom" / "trajectory.extxyz")
+    assert 1 <= len(frames) and frames[-1].info["step"] <= summary["steps_done"]
+    assert read_json(tmp_path / "boom" / "summary.json")["halt_reason"] == summary["halt_reason"]
