@@ -296,6 +296,8 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
         f"- DFT frames: {card['dft_frames']} ({card['dataset']['quarantined']} quarantined), "
         f"{card['dft_core_seconds']} core-seconds",
         f"- Dataset: {card['dataset']['frames']} frames, split {card['dataset']['per_split']}",
+        f"- DFT budget: {card.get('dft_core_hours_spent')} of "
+        f"{card.get('dft_budget_core_hours') or 'unlimited'} core-hours (training labels)",
         f"- Origins: {card['dataset']['per_generator']}",
         f"- Committee test force RMSE: {card['test_force_rmse']} eV/A",
         _test_errors_line(card.get("committee_test_errors") or {}),
