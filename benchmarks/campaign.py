@@ -75,6 +75,15 @@ def busy_seconds(intervals: list[tuple[str, float, float]]) -> float:
 
 
 COMPILE_RULES = ("deploy_member",)
+VALIDATION_RULES = (
+    "protocol_check",
+    "dft_reference",
+    "test_set",
+    "label_test_set",
+    "validate_iteration",
+    "validate_final",
+    "report",
+)
 
 
 def cpu_utilisation(results: Path) -> dict[str, dict[str, float]]:
@@ -173,6 +182,7 @@ def main() -> None:
     parser.add_argument("--baseline-wall", type=float, help="wall time of the baseline run (s)")
     parser.add_argument("--baseline-results", type=Path, help="results/<campaign> of the baseline")
     parser.add_argument("--baseline-commit", help="the commit the baseline ran")
+    parser.add_argument("--note", help="a note kept in speed.json (conditions of the runs)")
     args = parser.parse_args()
     campaign = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["campaign"]
     results = ROOT / "results" / campaign
@@ -209,11 +219,24 @@ def main() -> None:
             "dft_frames": [record["dft_frames"], base["dft_frames"]],
             "job_seconds_per_rule": record["job_seconds_per_rule"],
             "baseline_job_seconds_per_rule": base["job_seconds_per_rule"],
+            "job_seconds_sum": record["job_seconds_sum"],
+            "baseline_job_seconds_sum": base["job_seconds_sum"],
+            "validation_job_seconds": round(
+                sum(v for k, v in record["job_seconds_per_rule"].items() if k in VALIDATION_RULES),
+                1,
+            ),
             "compile_share_of_job_seconds": record["compile_share_of_job_seconds"],
             "baseline_compile_share_of_job_seconds": base["compile_share_of_job_seconds"],
             "cpu_utilisation_per_stage": record["cpu_utilisation_per_stage"],
             "baseline_cpu_utilisation_per_stage": base["cpu_utilisation_per_stage"],
         }
+        speed["job_seconds_ratio_without_validation"] = round(
+            (speed["job_seconds_sum"] - speed["validation_job_seconds"])
+            / speed["baseline_job_seconds_sum"],
+            3,
+        )
+        if args.note:
+            speed["note"] = args.note
         (RESULTS / "speed.json").write_text(json.dumps(speed, indent=2) + "\n")
         print(f"speed: wall {speed['wall_s']} s vs baseline {speed['baseline_wall_s']} s")
     width = max(len(k) for k in record)

@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("dft-reference", help="DFT properties of one system's crystal")
     _reference_arguments(p)
     p.add_argument("--system", required=True, help="system name")
+    p.add_argument("--recompute", action="store_true", help="ignore cached and shipped copies")
     p.set_defaults(func=run_dft_reference)
 
     p = subparsers.add_parser("validate", help="measure a committee against DFT (validation.json)")
@@ -57,9 +58,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_validate)
 
 
+def _config(text: str) -> dict:
+    """The --config value: a campaign YAML file (validated here) or the validated JSON."""
+    from potforge.config import load_config
+
+    return load_config(text) if Path(text).is_file() else json.loads(text)
+
+
 def _reference_arguments(p: argparse.ArgumentParser) -> None:
     """The options of the GPAW reference subcommands."""
-    p.add_argument("--config", required=True, help="the validated configuration as JSON")
+    p.add_argument(
+        "--config", required=True, help="a campaign file, or the validated configuration as JSON"
+    )
     p.add_argument("--cache-dir", required=True, help="reference cache shared by campaigns")
     p.add_argument("--out", required=True, help="JSON result")
     p.add_argument("--log-dir", help="folder for GPAW text output")
@@ -108,7 +118,7 @@ def run_protocol_check(args: argparse.Namespace) -> int:
     _serial_mpi()
     from potforge.validate.protocol import protocol_check
 
-    result = protocol_check(json.loads(args.config), args.cache_dir, args.log_dir, _log)
+    result = protocol_check(_config(args.config), args.cache_dir, args.log_dir, _log)
     write_json(args.out, result)
     return 0
 
@@ -118,7 +128,8 @@ def run_dft_reference(args: argparse.Namespace) -> int:
     _serial_mpi()
     from potforge.validate.protocol import dft_reference
 
-    ref = dft_reference(json.loads(args.config), args.system, args.cache_dir, args.log_dir, _log)
+    config = _config(args.config)
+    ref = dft_reference(config, args.system, args.cache_dir, args.log_dir, _log, not args.recompute)
     write_json(args.out, ref)
     return 0
 

@@ -70,6 +70,7 @@ def dft_reference(
     cache_dir: str | Path,
     log_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
+    reuse: bool = True,
 ) -> dict[str, Any]:
     """Return the DFT properties of one system's crystal, computed once per protocol."""
     from potforge.validate.calculators import dft_factory

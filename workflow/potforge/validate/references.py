@@ -37,11 +37,14 @@ def reference_key(kind: str, crystal: Atoms, dft: Mapping[str, Any], settings: A
 
 
 def cached_reference(
-    key: str, cache_dir: str | Path, compute: Callable[[], dict[str, Any]]
+    key: str, cache_dir: str | Path, compute: Callable[[], dict[str, Any]], reuse: bool = True
 ) -> dict[str, Any]:
-    """Return the reference `key` from the cache, the shipped set, or by computing it once."""
+    """Return the reference `key` from the cache, the shipped set, or by computing it once.
+
+    `reuse=False` computes it again and replaces the cached copy (the shipped one stays).
+    """
     path = Path(cache_dir) / f"{key}.json"
-    for source in (path, SHIPPED / f"{key}.json"):
+    for source in (path, SHIPPED / f"{key}.json") if reuse else ():
         if source.is_file():
             ref = read_json(source)
             if source != path:
