@@ -113,6 +113,9 @@ def test_hfo2_tiny_iteration_runs_every_stage_with_two_species(tmp_path):
     validation = read_json(res / "final" / "validation.json")
     assert validation["test_set"]["frames"] == 3
     assert set(validation["test_set"]["per_species_force_rmse_ev_per_a"]) == {"Hf", "O"}
-    (row,) = [r for r in validation["properties"] if r["name"] == "V0"]
-    assert 8 < row["dft"] < 14  # A^3 per atom of fluorite HfO2 (about 11)
+    dft = read_json(res / "validation" / "dft_cubic.json")["properties"]
+    assert 8 < dft["volume_per_atom"] < 14  # A^3 per atom of fluorite HfO2 (about 11)
+    (row,) = [r for r in validation["properties"] if r["system"] == "cubic"]
+    # a committee of 8 epochs may have no EOS minimum: then the row says so instead of a number
+    assert row["name"] == "V0" or "EOS" in row["error"], row
     assert validation["md_stability"]["cubic"]["runs"][0]["natoms"] == 24
