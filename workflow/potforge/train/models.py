@@ -134,12 +134,26 @@ def _load_eager(path: Path, kind: str, device: str) -> Potential:
             module = load_saved_model(str(path))
     finally:
         torch.set_default_dtype(default_dtype)
+        _forget_nequip_global_state()
     module = module.to(device).eval()
     for p in module.parameters():
         p.requires_grad_(False)
     type_names = list(module.type_names)
     r_max = float(module.metadata["r_max"]) if hasattr(module, "metadata") else _r_max_of(module)
     return Potential(path, kind, type_names, r_max, module, device)
+
+
+def _forget_nequip_global_state() -> None:
+    """Let NequIP set its global state again when it next needs it.
+
+    NequIP sets its state (float64 default dtype among it) once per process; with the dtype put
+    back here, a later NequIP user in the same process (its ASE calculator) would find the state
+    marked as set while the dtype is not, and feed float32 to compiled models (NaN energies).
+    """
+    from nequip.utils import global_state
+
+    if hasattr(global_state, "_GLOBAL_STATE_INITIALIZED"):
+        global_state._GLOBAL_STATE_INITIALIZED = False
 
 
 def _r_max_of(module: Any) -> float:
