@@ -62,7 +62,7 @@ def _config(text: str) -> dict:
     """The --config value: a campaign YAML file (validated here) or the validated JSON."""
     from potforge.config import load_config
 
-    return load_config(text) if Path(text).is_file() else json.loads(text)
+    return json.loads(text) if text.lstrip().startswith("{") else load_config(text)
 
 
 def _reference_arguments(p: argparse.ArgumentParser) -> None:
