@@ -107,9 +107,57 @@ def test_sample_count_matches_what_is_generated():
         systems={
             "si": {
                 "structure": {"prototype": "diamond"},
-                "sample": {"surface": {"miller": [1, 1, 1], "layers": 2}, "vacancies": 2},
+                "sample": {
+                    "surface": {"miller": [1, 1, 1], "layers": 2},
+                    "vacancies": 2,
+                    "deformations": {"count": 2},
+                },
             }
         }
     )
     settings = config["systems"]["si"]
     assert len(sample_system("si", diamond(), settings, seed=1)) == sample_count(settings)
+
+
+def test_deformations_strain_every_component_within_the_bound():
+    from potforge.sampling import deformed
+
+    crystal = diamond()
+    shapes = []
+    for seed in range(4):
+        cell = deformed(crystal, 0.02, 0.0, seed).cell.array
+        strain = np.linalg.solve(crystal.cell.array, cell) - np.eye(3)
+        assert np.allclose(strain, strain.T)
+        assert np.abs(strain).max() <= 0.02
+        shapes.append(strain)
+    # Shear components are present (C44 needs them) and differ between seeds.
+    assert min(abs(s[0, 1]) + abs(s[0, 2]) + abs(s[1, 2]) for s in shapes) > 1e-4
+    assert not np.allclose(shapes[0], shapes[1])
+
+
+def test_molten_cells_come_from_a_real_classical_run():
+    """SW equilibrates a random 16-atom cell at 1800 K: liquid-like, far above the crystal."""
+    from potforge.sampling import sample_count
+    from potforge.validate.calculators import peer_factory
+
+    config = tiny_config(
+        systems={
+            "si": {
+                "structure": {"prototype": "diamond"},
+                "sample": {"molten": {"count": 1, "supercell": [2, 1, 1]}},
+            }
+        }
+    )
+    settings = config["systems"]["si"]
+    frames = sample_system("si", diamond(), settings, seed=5)
+    assert len(frames) == sample_count(settings)
+    hot = next(a for a in frames if a.info["generator"] == "molten")
+    assert len(hot) == 16 and hot.calc is None
+    assert too_close_reason(hot, 0.6) is None
+    sw = peer_factory({"name": "SW", **settings["sample"]["molten"]["potential"]}, ["Si"])()
+    crystal = diamond().repeat((2, 1, 1))
+    crystal.calc = sw
+    e_crystal = crystal.get_potential_energy() / 16
+    hot.calc = sw
+    # 3/2 kT at 1800 K is 0.23 eV/atom; a liquid also holds the latent heat (SW: 0.3 eV/atom).
+    assert hot.get_potential_energy() / 16 - e_crystal > 0.4

@@ -1,4 +1,4 @@
-"""Iteration-0 structure generators: strains, rattles, vacancies, slabs and disordered cells."""
+"""Iteration-0 structure generators: strains, deformations, rattles, vacancies, slabs, melts."""
 
 from __future__ import annotations
 
@@ -34,6 +34,20 @@ def strained(atoms: Atoms, strain: float, shear: bool = False) -> Atoms:
     out = atoms.copy()
     out.set_cell(atoms.cell.array @ eps, scale_atoms=True)
     return out
+
+
+def deformed(atoms: Atoms, max_strain: float, amplitude: float, seed: int) -> Atoms:
+    """Return a copy under a random symmetric strain (each component within +-max_strain), rattled.
+
+    Normal and shear components together constrain every elastic constant, not only the bulk
+    modulus that isotropic strains see.
+    """
+    rng = np.random.default_rng(seed)
+    eps = rng.uniform(-max_strain, max_strain, size=(3, 3))
+    eps = (eps + eps.T) / 2
+    out = atoms.copy()
+    out.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+    return rattled(out, amplitude, seed) if amplitude > 0 else out
 
 
 def rattled(atoms: Atoms, amplitude: float, seed: int) -> Atoms:
@@ -106,6 +120,18 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
         frames.append(tag_origin(strained(cell, eps), name, "strain", None, strain=eps))
     for eps in sample["shear_strains"]:
         frames.append(tag_origin(strained(cell, eps, shear=True), name, "shear", None, shear=eps))
+    deform = sample["deformations"]
+    for _ in range(deform["count"]):
+        s = int(rng.integers(2**31))
+        frames.append(
+            tag_origin(
+                deformed(cell, deform["max_strain"], deform["rattle"], s),
+                name,
+                "deformation",
+                s,
+                max_strain=deform["max_strain"],
+            )
+        )
     rattle = sample["rattle"]
     for amp in rattle["amplitudes"]:
         for _ in range(rattle["copies"]):
@@ -125,6 +151,25 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
         s = int(rng.integers(2**31))
         cell_d = disordered(cell, s, settings["min_distance_fraction"], dis["density_scale"])
         frames.append(tag_origin(cell_d, name, "disordered", s, density_scale=dis["density_scale"]))
+    melt = sample["molten"]
+    if melt["count"]:
+        from potforge.melt import molten_cell
+
+        hot_cell = base.repeat(tuple(melt["supercell"])) if melt["supercell"] else cell
+        symbols = hot_cell.get_chemical_symbols()
+        species = sorted(set(symbols), key=symbols.index)
+        for _ in range(melt["count"]):
+            s = int(rng.integers(2**31))
+            hot = molten_cell(
+                hot_cell,
+                melt["potential"],
+                species,
+                s,
+                melt["temperature"],
+                melt["melt_temperature"],
+                melt["steps"],
+            )
+            frames.append(tag_origin(hot, name, "molten", s, temperature=melt["temperature"]))
     return frames
 
 
@@ -135,10 +180,12 @@ def sample_count(settings: Mapping[str, Any]) -> int:
         1
         + len(sample["strains"])
         + len(sample["shear_strains"])
+        + sample["deformations"]["count"]
         + len(sample["rattle"]["amplitudes"]) * sample["rattle"]["copies"]
         + sample["vacancies"]
         + (sample["surface"] is not None)
         + sample["disordered"]["count"]
+        + sample["molten"]["count"]
     )
 
 
