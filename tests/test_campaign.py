@@ -49,6 +49,75 @@ def test_two_iterations_close_the_loop_and_a_rerun_does_nothing(campaign):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def _labels(res):
+    """Every labelled frame of a campaign's iterations: positions, energy, forces, stress."""
+    out = []
+    for path in sorted(res.glob("iter_*/labels/chunk_[0-9][0-9][0-9].extxyz")):
+        for atoms in read_frames(path):
+            calc = atoms.calc.results
+            out.append(
+                (str(path.relative_to(res)), atoms.positions, calc["energy"], calc["forces"])
+            )
+            out[-1] += (calc.get("stress"),)
+    return out
+
+
+def _bitwise(a, b):
+    import numpy as np
+
+    return a is b or (np.asarray(a).shape == np.asarray(b).shape and (np.asarray(a) == b).all())
+
+
+def test_the_same_config_twice_gives_bitwise_the_same_labels_picks_and_weights(campaign, tmp_path):
+    """Issue 18: a second run from scratch in another folder, same machine and cores."""
+    from potforge.rebuild import weight_difference
+
+    other = workflow_copy(tmp_path / "again")
+    targets = [
+        "results/tiny/iter_001/select/report.json",
+        "results/tiny/iter_001/train/committee.json",
+    ]
+    snakemake(other, *targets)
+    first, second = campaign / "results" / "tiny", other / "results" / "tiny"
+    labels_1, labels_2 = _labels(first), _labels(second)
+    assert [x[0] for x in labels_1] == [x[0] for x in labels_2] and labels_1
+    for a, b in zip(labels_1, labels_2, strict=True):
+        assert all(_bitwise(x, y) for x, y in zip(a[1:], b[1:], strict=True)), a[0]
+    for it in (0, 1):
+        picks = [
+            read_json(r / f"iter_{it:03d}" / "select" / "report.json")["picked"]
+            for r in (first, second)
+        ]
+        assert picks[0] == picks[1]
+        selected = [
+            read_frames(r / f"iter_{it:03d}" / "select" / "selected.extxyz")
+            for r in (first, second)
+        ]
+        assert all(_bitwise(a.positions, b.positions) for a, b in zip(*selected, strict=True))
+    for member in ("member_0", "member_1"):
+        ckpts = [r / "iter_001" / "train" / member / "best.ckpt" for r in (first, second)]
+        diff = weight_difference(*ckpts)
+        assert diff["bitwise_equal"], diff
+
+
+def test_a_finished_campaign_rebuilds_from_its_record(campaign, tmp_path):
+    """Issue 18: `potforge rebuild` retrains the chain as recorded; same machine: bitwise."""
+    from potforge.rebuild import rebuild_campaign
+
+    card = read_json(campaign / "results" / "tiny" / "final" / "model_card.json")
+    record = card["record"]
+    assert record["dft_store_sha256"] and record["versions"]["nequip"]
+    assert [len(it["members"]) for it in record["iterations"]] == [2, 2]
+    assert (
+        record["iterations"][1]["members"][0]["init"] == "iter_000/train/member_0/model.nequip.zip"
+    )
+    report = rebuild_campaign(campaign / "results" / "tiny", tmp_path / "rebuilt")
+    assert len(report["members"]) == 4
+    assert report["bitwise_equal"], report["members"]
+    assert report["independent_frames"] > 0 and report["max_force_diff_ev_per_a"] == 0.0
+    assert (tmp_path / "rebuilt" / "rebuild.json").is_file()
+
+
 def test_a_run_killed_while_labelling_resumes_without_redoing_or_losing_frames(campaign):
     res = campaign / "results" / "tiny"
     store = res / "dft_store"

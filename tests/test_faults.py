@@ -635,3 +635,41 @@ def test_a_worker_exiting_non_zero_is_quarantined_and_the_other_frames_labelled(
     assert (tmp_path / f"{frame_id(crash, dft)}.failed.extxyz").is_file()
     assert report.summary()["quarantine_reasons"] == {frame_id(crash, dft): reason}
     assert any("quarantined" in line and frame_id(crash, dft) in line for line in logs)
+
+
+def _diverging_member(frames, root: Path, learning_rate: float):
+    from potforge.io import write_frames
+    from potforge.train.member import train_member
+    from potforge.train.nequip_config import SplitFiles
+
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    write_frames(data / "train.extxyz", frames[:12])
+    write_frames(data / "validation.extxyz", frames[12:16])
+    write_frames(data / "test.extxyz", frames[16:])
+    settings = {
+        "model": {"num_features": 8, "radial_mlp_width": 16},
+        "learning_rate": learning_rate,
+        "batch_size": 4,
+    }
+    out = root / "member"
+    return out, lambda: train_member(settings, ["Si"], SplitFiles.in_dir(data), out, 0, 7, epochs=8)
+
+
+def test_a_diverging_member_is_retried_once_at_a_tenth_of_the_learning_rate(si_frames, tmp_path):
+    """Adam at learning rate 1 blows the validation loss up; the retry at 0.1 trains."""
+    out, train = _diverging_member(si_frames, tmp_path, 1.0)
+    metrics = train()
+    assert metrics["retried"] and metrics["retried"]["learning_rate"] == pytest.approx(0.1)
+    assert "validation loss" in metrics["retried"]["why"]
+    assert np.isfinite(metrics["validation"]["force_rmse_ev_per_a"])
+    assert (out / "best.ckpt").is_file()
+
+
+def test_a_member_that_diverges_twice_stops_and_leaves_no_checkpoint(si_frames, tmp_path):
+    from potforge.errors import TrainingError
+
+    out, train = _diverging_member(si_frames, tmp_path, 1000.0)
+    with pytest.raises(TrainingError, match="diverged twice.*lower train.learning_rate"):
+        train()
+    assert not (out / "best.ckpt").exists()  # nothing for deploy to package

@@ -309,6 +309,18 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
         cells = [row[k] for k in ("iteration", "labelled", "dataset_frames", "test_force_rmse")]
         cells += [row["accurate"], row["candidate"], row["failed"]]
         lines.append("| " + " | ".join("-" if c is None else f"{c:.3g}" for c in cells) + " |")
+    record = card.get("record")
+    if record:
+        versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items() if v)
+        lines += [
+            "",
+            "## Record",
+            "",
+            f"- Software: {versions}",
+            f"- Machine: {record['machine']['cpu']}; {record['machine']['system']}",
+            f"- DFT store SHA-256: {record['dft_store_sha256']}",
+            f"- Rebuild the committees from this record: `{record['rebuild']}`",
+        ]
     if card.get("validation"):
         lines += validation_markdown(card["validation"])
         lines += [

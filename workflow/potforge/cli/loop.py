@@ -98,6 +98,7 @@ def run_select(args: argparse.Namespace) -> int:
 def run_finalize(args: argparse.Namespace) -> int:
     """Copy the final committee and write the model card (JSON and Markdown)."""
     from potforge.loop import model_card, model_card_markdown, stop_point
+    from potforge.record import campaign_record
 
     config = json.loads(args.config)
     reports = [read_json(p) for p in args.reports]
@@ -114,6 +115,7 @@ def run_finalize(args: argparse.Namespace) -> int:
         for compiled in member.glob("model.*.nequip.pt2"):
             shutil.copy2(compiled, dest / compiled.name)
     card = model_card(config, args.species, final, why, args.campaign_dir)
+    card["record"] = campaign_record(config, args.campaign_dir, final)
     if args.validation:
         from potforge.loop import validation_summary
 

@@ -34,6 +34,8 @@ from potforge.train.settings import member_seed, resolve_train_settings
 METRICS_FILE = "metrics.json"
 BEST_CHECKPOINT = "best.ckpt"
 VAL_FORCE_MAE = "val0_epoch/forces_mae"
+RETRY_LR_FACTOR = 10.0  # a diverged member is retried once at a tenth of the learning rate
+EXPLODED_FACTOR = 20.0  # validation loss above this multiple of epoch 1's: diverged
 
 
 def training_device() -> str:
@@ -106,6 +108,23 @@ def validation_curve(out_dir: str | Path, metric: str = VAL_FORCE_MAE) -> list[f
     return [float(r[metric]) for r in rows if r.get(metric) not in (None, "")]
 
 
+def divergence(curve: Sequence[float]) -> str | None:
+    """Say how a validation-loss curve diverged, or None when it did not.
+
+    Diverged: an epoch's loss is not finite, or exceeds EXPLODED_FACTOR times the first epoch's
+    (healthy runs measured here peak at 1.5 times their first epoch).
+    """
+    for epoch, value in enumerate(curve, start=1):
+        if not math.isfinite(value):
+            return f"validation loss {value} at epoch {epoch}"
+        if value > EXPLODED_FACTOR * curve[0]:
+            return (
+                f"validation loss {value:.3g} at epoch {epoch}, over {EXPLODED_FACTOR:g} times "
+                f"epoch 1's {curve[0]:.3g}"
+            )
+    return None
+
+
 def train_loop_seconds(out_dir: str | Path) -> float | None:
     """Return the seconds between TRAIN RUN START and END in the member's Hydra log, if logged."""
     from datetime import datetime
@@ -165,33 +184,63 @@ def train_member(
         epochs = settings["warm_epochs"] if init_path else settings["epochs"]
     seed = member_seed(campaign_seed, member)
     device = training_device()
-    config = render_config(
-        settings, species, splits, seed, epochs, init_path, "gpu" if device == "cuda" else "cpu"
-    )
-    for stale in (BEST_CHECKPOINT, "last.ckpt", METRICS_FILE):
-        (out_dir / stale).unlink(missing_ok=True)
-    shutil.rmtree(out_dir / CSV_LOG_NAME, ignore_errors=True)
-    write_config(config, out_dir)
 
-    cmd = [
-        nequip_script("nequip-train"),
-        "-cp",
-        str(out_dir),
-        "-cn",
-        CONFIG_NAME,
-        f"hydra.run.dir={out_dir}",
-    ]
-    print(
-        f"potforge: training member {member} (seed {seed}, {epochs} epochs, {device})", flush=True
-    )
-    start = time.monotonic()
-    try:
-        run_streamed(
-            cmd, out_dir, scratch_environment(out_dir, threads), f"member {member} in {out_dir}"
+    def fit(run_settings: Mapping[str, Any]) -> float:
+        config = render_config(
+            run_settings,
+            species,
+            splits,
+            seed,
+            epochs,
+            init_path,
+            "gpu" if device == "cuda" else "cpu",
         )
-    finally:
-        clear_scratch(out_dir)
-    wall = time.monotonic() - start
+        for stale in (BEST_CHECKPOINT, "last.ckpt", METRICS_FILE):
+            (out_dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(out_dir / CSV_LOG_NAME, ignore_errors=True)
+        write_config(config, out_dir)
+        cmd = [
+            nequip_script("nequip-train"),
+            "-cp",
+            str(out_dir),
+            "-cn",
+            CONFIG_NAME,
+            f"hydra.run.dir={out_dir}",
+        ]
+        print(
+            f"potforge: training member {member} (seed {seed}, {epochs} epochs, {device}, "
+            f"learning rate {run_settings['learning_rate']:g})",
+            flush=True,
+        )
+        start = time.monotonic()
+        try:
+            run_streamed(
+                cmd, out_dir, scratch_environment(out_dir, threads), f"member {member} in {out_dir}"
+            )
+        finally:
+            clear_scratch(out_dir)
+        return time.monotonic() - start
+
+    wall = fit(settings)
+    retried = None
+    bad = divergence(validation_curve(out_dir, MONITOR))
+    if bad is not None:
+        safer = {**settings, "learning_rate": settings["learning_rate"] / RETRY_LR_FACTOR}
+        retried = {"why": bad, "learning_rate": safer["learning_rate"]}
+        print(
+            f"potforge: member {member} diverged ({bad}); retrying once with learning rate "
+            f"{safer['learning_rate']:g}",
+            flush=True,
+        )
+        wall += fit(safer)
+        again = divergence(validation_curve(out_dir, MONITOR))
+        if again is not None:
+            (out_dir / BEST_CHECKPOINT).unlink(missing_ok=True)
+            raise TrainingError(
+                f"{out_dir}: training diverged twice ({bad} at learning rate "
+                f"{settings['learning_rate']:g}, then {again} at {safer['learning_rate']:g}); "
+                "lower train.learning_rate or look for bad labels in the dataset"
+            )
     best = out_dir / BEST_CHECKPOINT
     if not best.is_file():
         raise TrainingError(f"{out_dir}: nequip-train finished without writing {BEST_CHECKPOINT}")
@@ -210,6 +259,7 @@ def train_member(
         "best_epoch": 1 + min(range(len(weighted)), key=weighted.__getitem__) if weighted else None,
         "train_loop_s": train_loop_seconds(out_dir),
         "wall_time_s": round(wall, 2),
+        "retried": retried,
         "device": device,
         "threads": int(threads),
         "frames": {
