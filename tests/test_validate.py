@@ -246,6 +246,12 @@ def test_the_test_set_is_drawn_over_every_task_and_skips_training_structures():
     assert tasks.count("si/000-nvt-T600") == 4
     assert all(a.info["step"] > 0 and a.info["source"] == "explore" for a in drawn)
     assert {a.info["origin"] for a in drawn} == {"explore:000-nvt-T600", "explore:001-nvt-T1200"}
+    # The tail of a run that ended past the trust window is not drawn; a frame past it mid-run is.
+    for k, atoms in enumerate(trajectories["si/000-nvt-T600"]):
+        atoms.info["max_force_dev"] = 0.5 if k >= 15 or k == 7 else 0.1
+    kept = draw_from_exploration(trajectories, 40, np.random.default_rng(2), {"si": 0.3})
+    steps = sorted(a.info["step"] for a in kept if a.info["task"] == "si/000-nvt-T600")
+    assert steps == [10 * k for k in range(1, 15)]
     training = trajectory("a", 3)
     fresh = trajectory("a", 6)  # the first 3 equal the training structures
     for atoms in fresh:

@@ -92,7 +92,8 @@ def run_test_set(args: argparse.Namespace) -> int:
     settings = config["validate"]["test_set"]
     rng = np.random.default_rng(config["seed"] + SAMPLE_SEED_OFFSET)
     trajectories = read_trajectories(args.trajectories)
-    frames = draw_from_exploration(trajectories, settings["explore_frames"], rng)
+    trust_hi = {name: system["trust"]["hi"] for name, system in config["systems"].items()}
+    frames = draw_from_exploration(trajectories, settings["explore_frames"], rng, trust_hi)
     training = [a for path in args.samples for a in read_frames(path)]
     fresh = []
     for name, system in sorted(config["systems"].items()):

@@ -34,12 +34,26 @@ def _tagged(atoms: Atoms, origin: str, source: str, **info: Any) -> Atoms:
 
 
 def draw_from_exploration(
-    trajectories: Mapping[str, Sequence[Atoms]], count: int, rng: np.random.Generator
+    trajectories: Mapping[str, Sequence[Atoms]],
+    count: int,
+    rng: np.random.Generator,
+    trust_hi: Mapping[str, float] | None = None,
 ) -> list[Atoms]:
-    """Draw `count` frames uniformly at random, round-robin over tasks (step 0 excluded)."""
+    """Draw `count` frames uniformly at random, round-robin over tasks (step 0 excluded).
+
+    With `trust_hi` (per system, the task name's first part), a trajectory's tail past the
+    trust window is left out: the frames after its last one whose committee deviation is within
+    trust.hi, when it ended outside (it halted). Such a run had left physical space: the
+    iteration-0 committee once drove an 8-atom cell to 1.3 A contacts and 72 eV/A DFT forces
+    before its guard fired. The draw among the rest stays uniform, never by deviation.
+    """
     pools = {}
     for task, frames in sorted(trajectories.items()):
-        usable = [a for a in frames if int(a.info.get("step", 0)) > 0]
+        hi = (trust_hi or {}).get(task.split("/", 1)[0], float("inf"))
+        end = len(frames)
+        while end > 0 and float(frames[end - 1].info.get("max_force_dev", 0.0)) > hi:
+            end -= 1
+        usable = [a for a in frames[:end] if int(a.info.get("step", 0)) > 0]
         pools[task] = [usable[k] for k in rng.permutation(len(usable))]
     picked: list[Atoms] = []
     while len(picked) < count and any(pools.values()):
