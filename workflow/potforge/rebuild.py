@@ -27,7 +27,8 @@ def weight_difference(checkpoint: str | Path, reference: str | Path) -> dict[str
     import torch
 
     def state(path: str | Path) -> dict[str, Any]:
-        return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        weights = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        return {k: v for k, v in weights.items() if torch.is_tensor(v)}  # not loss bookkeeping
 
     a, b = state(checkpoint), state(reference)
     if set(a) != set(b):

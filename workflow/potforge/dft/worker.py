@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     from gpaw import __version__ as gpaw_version
     from gpaw.mpi import world
 
+    from potforge.dft.protocol import reproducible_fft
     from potforge.io import write_frames
 
+    reproducible_fft()
     atoms = read(args.frame, format="extxyz")
     with open(args.params) as fh:
         params = json.load(fh)

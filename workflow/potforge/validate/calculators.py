@@ -34,6 +34,9 @@ def dft_factory(dft: Mapping[str, Any], txt: str | Path | None = None) -> Any:
     def make(relax: bool = False) -> Any:
         from gpaw import GPAW
 
+        from potforge.dft.protocol import reproducible_fft
+
+        reproducible_fft()
         return GPAW(txt=str(txt) if txt else None, **reference_parameters(dft, relax))
 
     return make
