@@ -673,3 +673,36 @@ def test_a_member_that_diverges_twice_stops_and_leaves_no_checkpoint(si_frames, 
     with pytest.raises(TrainingError, match="diverged twice.*lower train.learning_rate"):
         train()
     assert not (out / "best.ckpt").exists()  # nothing for deploy to package
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs: the results folder of a user whose disk fills up."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_error_and_leaves_no_partial_file(full_disk):
+    from potforge.errors import DiskFullError
+    from potforge.io import read_frames, write_frames, write_json
+
+    crystal = bulk("Si", "diamond", a=5.43, cubic=True)
+    small = full_disk / "chunk.extxyz"
+    write_frames(small, [crystal])
+    before = small.read_bytes()
+    big = [crystal.repeat((3, 3, 3)) for _ in range(30)]
+    with pytest.raises(DiskFullError, match="chunk.extxyz: no space left.*free space"):
+        write_frames(small, big)
+    assert small.read_bytes() == before  # the earlier file is intact and still reads
+    assert len(read_frames(small)) == 1
+    with pytest.raises(DiskFullError, match="report.json: no space left"):
+        write_json(full_disk / "sub" / "report.json", {"x": "y" * 200_000})
+    leftovers = [p.name for p in full_disk.rglob("*") if p.is_file() and p != small]
+    assert leftovers == []  # no temporary file a rerun could trust

@@ -35,3 +35,7 @@ class ExplorationError(PotforgeError):
 
 class ValidationError(PotforgeError):
     """A validation measurement failed (a fit without a minimum, a relaxation that diverged)."""
+
+
+class DiskFullError(PotforgeError):
+    """A result could not be written: the file system is full (nothing partial is left)."""
