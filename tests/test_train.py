@@ -223,27 +223,28 @@ def test_hfo_members_two_species(hfo_members):
 
 
 @pytest.mark.slow
-def test_warm_start_reaches_scratch_error_in_fewer_epochs(si_members, si_splits, tmp_path):
+def test_warm_start_from_the_package_is_ahead_of_scratch_at_equal_epochs(si_frames, tmp_path):
+    """As the workflow does it: iteration 1 starts from iteration 0's package on grown data."""
+    from potforge.train.deploy import deploy_member
     from potforge.train.member import train_member
 
-    scratch = read_json(si_members[0] / "metrics.json")
-    curve = scratch["validation_force_mae_per_epoch"]
-    target = min(curve)
-    scratch_epochs = curve.index(target) + 1
-    warm = train_member(
-        TINY_TRAIN,
-        ["Si"],
-        si_splits,
-        tmp_path / "warm",
-        0,
-        CAMPAIGN_SEED,
-        init=si_members[0] / "best.ckpt",
-        epochs=4,
+    first = _write_splits(tmp_path / "data0", si_frames[:12], 2, 2)
+    grown = _write_splits(tmp_path / "data1", si_frames, 3, 3)
+    train_member(TINY_TRAIN, ["Si"], first, tmp_path / "it0", 0, CAMPAIGN_SEED, epochs=SI_EPOCHS)
+    deploy_member(tmp_path / "it0", [], threads=1)
+    package = tmp_path / "it0" / "model.nequip.zip"
+    scratch = train_member(
+        TINY_TRAIN, ["Si"], grown, tmp_path / "scratch", 0, CAMPAIGN_SEED, epochs=SI_EPOCHS
     )
-    assert warm["warm_start"] and warm["init"].endswith("best.ckpt")
-    reached = [k + 1 for k, v in enumerate(warm["validation_force_mae_per_epoch"]) if v <= target]
-    assert reached, (warm["validation_force_mae_per_epoch"], target)
-    assert reached[0] < scratch_epochs
+    warm = train_member(
+        TINY_TRAIN, ["Si"], grown, tmp_path / "warm", 0, CAMPAIGN_SEED, init=package, epochs=4
+    )
+    assert warm["warm_start"] and warm["init"] == str(package.resolve())
+    warm_curve = warm["validation_force_mae_per_epoch"]
+    scratch_curve = scratch["validation_force_mae_per_epoch"]
+    # The package's weights were loaded: ahead from the first epoch and at equal epochs.
+    assert warm_curve[0] < scratch_curve[0], (warm_curve, scratch_curve)
+    assert min(warm_curve) < min(scratch_curve[: len(warm_curve)]), (warm_curve, scratch_curve)
 
 
 @pytest.mark.slow
