@@ -1,18 +1,18 @@
 """Active learning against random sampling at equal DFT cost (issue 16).
 
-Runs two arms of the same campaign, `select.strategy: uncertainty` and `select.strategy: random`,
-for the same iterations and frames per iteration, one after the other on this machine, then
-measures every iteration's committee of both arms on the shared independent test set
-(`potforge compare`: the union of the arms' labelled test sets; iteration 0 is the same in both
-arms, so their test sets coincide). Writes benchmarks/results/al_efficiency.json and the
-learning-curve plot benchmarks/results/al_efficiency.png.
+Two arms of one campaign that differ only in `select.strategy`: `uncertainty` (committee
+deviation, the default) and `random` (the same number of frames per iteration, drawn uniformly
+from every explored frame). The random arm is derived from the active arm's iteration 0 (a copy
+of its folder up to iteration 0's exploration: the same labels, first committee and
+independent test set), then run for as many iterations with `--rerun-triggers mtime`, so the
+arms part exactly where their strategies do. Every iteration's committee of both arms is then
+measured on the shared independent test set (`potforge compare`). Writes
+benchmarks/results/al_efficiency.json and benchmarks/results/al_efficiency.png.
 
-The arms are the default campaign (config/config.yaml) with a reduced validation, so that each
-arm runs in under 30 minutes on 2 cores: no per-iteration validation, no properties, no peers,
-no MD stability (none of them enters the comparison, which needs only the test set).
+    python benchmarks/al_efficiency.py --active results/si-quick   # reuse a finished make run
+    python benchmarks/al_efficiency.py                             # run the active arm first
 
-    python benchmarks/al_efficiency.py                 # one seed per arm
-    python benchmarks/al_efficiency.py --seeds 2026 7  # more seeds, averaged per iteration
+With `--seeds`, each seed is a separate pair of arms (campaign `al-<strategy>-s<seed>`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -32,34 +33,43 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "workflow"))
 
 
-def arm_config(base: dict, strategy: str, seed: int) -> dict:
-    """The campaign as one arm: its strategy and seed, validation reduced to the test set."""
+def arm_config(base: dict, strategy: str, seed: int, campaign: str) -> dict:
+    """The campaign as one arm: its strategy, seed and name."""
     config = copy.deepcopy(base)
-    config["campaign"] = f"al-{strategy}-s{seed}"
+    config["campaign"] = campaign
     config["seed"] = seed
     config.setdefault("select", {})["strategy"] = strategy
-    validate = config.setdefault("validate", {})
-    validate.update(every_iteration=False, peers=[], md_stability=None)
-    validate.pop("properties", None)
-    for system in config["systems"].values():
-        system.setdefault("validate", {})["properties"] = False
     return config
 
 
-def run_arm(config: dict, out_dir: Path) -> float:
-    """Run one arm with the local profile; return its wall time."""
+def snakemake(config: dict, out_dir: Path, targets: list[str], flags: list[str]) -> float:
+    """Run Snakemake on one arm's config with the local profile; return its wall time."""
     path = out_dir / f"{config['campaign']}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     start = time.monotonic()
-    cmd = ["snakemake", "--profile", "profiles/local", "--configfile", str(path)]
-    cmd.append(f"results/{config['campaign']}/final/model_card.json")
-    print(f"[al] running {config['campaign']}: {' '.join(cmd)}", flush=True)
+    cmd = ["snakemake", *targets, "--profile", "profiles/local", "--configfile", str(path)]
+    cmd += flags
+    print(f"[al] {' '.join(cmd)}", flush=True)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(
             f"{config['campaign']} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     return time.monotonic() - start
+
+
+def derive_random_arm(active: Path, target: Path, iterations: int) -> None:
+    """Copy the active arm's iteration 0 (up to its exploration) and what all iterations share."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in ("dft_store", "validation", "lammps", "model_cache"):
+        if (active / name).exists():
+            shutil.copytree(active / name, target / name, symlinks=True)
+    shutil.copytree(active / "iter_000", target / "iter_000", symlinks=True)
+    shutil.rmtree(target / "iter_000" / "select", ignore_errors=True)
+    shutil.rmtree(target / "iter_000" / "validate", ignore_errors=True)
+    print(f"[al] {target}: iteration 0 of {active}, {iterations} iterations to run", flush=True)
 
 
 def mean_curve(curves: list[list[dict]]) -> list[dict]:
@@ -72,41 +82,76 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
     ]
 
 
+def without_halted_tails(frames: list, active: Path, trust_hi: float) -> list:
+    """Drop test frames from the tail of a halted iteration-0 run (the test-set draw rule)."""
+    from potforge.io import read_frames
+    from potforge.validate.testset import trusted_end
+
+    last_step: dict[str, int] = {}
+    kept = []
+    for atoms in frames:
+        task = atoms.info.get("task")
+        if atoms.info.get("source") == "explore" and task:
+            if task not in last_step:
+                path = active / "iter_000" / "explore" / task / "trajectory.extxyz"
+                run = read_frames(path)
+                end = trusted_end(run, trust_hi)
+                last_step[task] = int(run[end - 1].info["step"]) if end else -1
+            if int(atoms.info["step"]) > last_step[task]:
+                continue
+        kept.append(atoms)
+    return kept
+
+
 def main() -> None:
-    """Run both arms for every seed, compare, write the JSON and the plot."""
+    """Run (or reuse) the active arm, derive and run the random arm, compare, write results."""
     from potforge.compare import arm_curve, efficiency, learning_curve_png, shared_test_set
-    from potforge.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[2026])
-    parser.add_argument("--skip-run", action="store_true", help="only measure finished arms")
+    parser.add_argument("--active", help="a finished uncertainty campaign of --config to reuse")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the config's seed")
     args = parser.parse_args()
     base = yaml.safe_load((ROOT / args.config).read_text())
-    load_config(ROOT / args.config)  # fail early on a broken config
     configs = RESULTS / "al_efficiency_configs"
     configs.mkdir(parents=True, exist_ok=True)
     walls: dict[str, float] = {}
-    dirs: dict[str, list[Path]] = {"uncertainty": [], "random": []}
-    for seed in args.seeds:
-        for strategy in dirs:
-            config = arm_config(base, strategy, seed)
-            if not args.skip_run:
-                walls[config["campaign"]] = round(run_arm(config, configs), 1)
-            dirs[strategy].append(ROOT / "results" / config["campaign"])
-    frames = shared_test_set([d for ds in dirs.values() for d in ds])
-    per_seed = {s: [arm_curve(d, frames) for d in ds] for s, ds in dirs.items()}
-    arms = {s: mean_curve(curves) for s, curves in per_seed.items()}
+    pairs: list[tuple[Path, Path]] = []
+    for seed in args.seeds or [int(base["seed"])]:
+        if args.active:
+            active = (ROOT / args.active).resolve()
+        else:
+            config = arm_config(base, "uncertainty", seed, f"al-uncertainty-s{seed}")
+            walls[config["campaign"]] = round(snakemake(config, configs, [], []), 1)
+            active = ROOT / "results" / config["campaign"]
+        iterations = len(list(active.glob("iter_[0-9][0-9][0-9]/train/committee.json")))
+        name = f"{active.name}-random"
+        config = arm_config(base, "random", seed, name)
+        random_dir = ROOT / "results" / name
+        derive_random_arm(active, random_dir, iterations)
+        last = f"results/{name}/iter_{iterations - 1:03d}/train/committee.json"
+        flags = ["--rerun-triggers", "mtime"]
+        walls[name] = round(snakemake(config, configs, [last], flags), 1)
+        pairs.append((active, random_dir))
+    frames = shared_test_set([d for pair in pairs for d in pair])
+    drawn = len(frames)
+    trust_hi = next(iter(base["systems"].values()))["trust"]["hi"]
+    frames = without_halted_tails(frames, pairs[0][0], trust_hi)
+    curves = {"uncertainty": [], "random": []}
+    for active, random_dir in pairs:
+        curves["uncertainty"].append(arm_curve(active, frames))
+        curves["random"].append(arm_curve(random_dir, frames))
+    arms = {s: mean_curve(c) for s, c in curves.items()}
     result = {
         "config": args.config,
-        "seeds": args.seeds,
-        "reduced": "validation reduced to the test set (no properties, peers, MD stability)",
+        "seeds": args.seeds or [int(base["seed"])],
+        "arms_dirs": [[str(a.relative_to(ROOT)), str(r.relative_to(ROOT))] for a, r in pairs],
+        "shared_iteration_0": True,
         "test_frames": len(frames),
+        "test_frames_drawn": drawn,
+        "test_frames_note": "frames from the tail of a halted iteration-0 run left out",
         "wall_s": walls,
         "arms": arms,
-        "per_seed": {
-            s: dict(zip(map(str, args.seeds), c, strict=True)) for s, c in per_seed.items()
-        },
         **efficiency(arms["uncertainty"], arms["random"]),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

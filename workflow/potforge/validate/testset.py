@@ -33,6 +33,14 @@ def _tagged(atoms: Atoms, origin: str, source: str, **info: Any) -> Atoms:
     return frame
 
 
+def trusted_end(frames: Sequence[Atoms], trust_hi: float) -> int:
+    """Return the index after a trajectory's last frame with committee deviation <= trust_hi."""
+    end = len(frames)
+    while end > 0 and float(frames[end - 1].info.get("max_force_dev", 0.0)) > trust_hi:
+        end -= 1
+    return end
+
+
 def draw_from_exploration(
     trajectories: Mapping[str, Sequence[Atoms]],
     count: int,
@@ -50,9 +58,7 @@ def draw_from_exploration(
     pools = {}
     for task, frames in sorted(trajectories.items()):
         hi = (trust_hi or {}).get(task.split("/", 1)[0], float("inf"))
-        end = len(frames)
-        while end > 0 and float(frames[end - 1].info.get("max_force_dev", 0.0)) > hi:
-            end -= 1
+        end = trusted_end(frames, hi)
         usable = [a for a in frames[:end] if int(a.info.get("step", 0)) > 0]
         pools[task] = [usable[k] for k in rng.permutation(len(usable))]
     picked: list[Atoms] = []
