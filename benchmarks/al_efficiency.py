@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--active", help="a finished uncertainty campaign of --config to reuse")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the config's seed")
+    parser.add_argument("--iterations", type=int, help="compare only the first N iterations")
     args = parser.parse_args()
     base = yaml.safe_load((ROOT / args.config).read_text())
     configs = RESULTS / "al_efficiency_configs"
@@ -125,6 +126,7 @@ def main() -> None:
             walls[config["campaign"]] = round(snakemake(config, configs, [], []), 1)
             active = ROOT / "results" / config["campaign"]
         iterations = len(list(active.glob("iter_[0-9][0-9][0-9]/train/committee.json")))
+        iterations = min(iterations, args.iterations or iterations)
         name = f"{active.name}-random"
         config = arm_config(base, "random", seed, name)
         random_dir = ROOT / "results" / name
@@ -139,8 +141,9 @@ def main() -> None:
     frames = without_halted_tails(frames, pairs[0][0], trust_hi)
     curves = {"uncertainty": [], "random": []}
     for active, random_dir in pairs:
-        curves["uncertainty"].append(arm_curve(active, frames))
-        curves["random"].append(arm_curve(random_dir, frames))
+        n = args.iterations
+        curves["uncertainty"].append(arm_curve(active, frames)[:n])
+        curves["random"].append(arm_curve(random_dir, frames)[:n])
     arms = {s: mean_curve(c) for s, c in curves.items()}
     result = {
         "config": args.config,
