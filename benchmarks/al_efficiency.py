@@ -132,8 +132,12 @@ def main() -> None:
         random_dir = ROOT / "results" / name
         derive_random_arm(active, random_dir, iterations)
         last = f"results/{name}/iter_{iterations - 1:03d}/train/committee.json"
+        packages = [  # what the comparison loads
+            f"results/{name}/iter_{iterations - 1:03d}/train/member_{k}/model.nequip.zip"
+            for k in range(int(config["train"]["committee"]))
+        ]
         flags = ["--rerun-triggers", "mtime"]
-        walls[name] = round(snakemake(config, configs, [last], flags), 1)
+        walls[name] = round(snakemake(config, configs, [last, *packages], flags), 1)
         pairs.append((active, random_dir))
     frames = shared_test_set([d for pair in pairs for d in pair])
     drawn = len(frames)
