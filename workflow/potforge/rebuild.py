@@ -9,14 +9,14 @@ and the final committees' forces on the campaign's independent test set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from potforge.errors import ConfigError, DatasetError
-from potforge.io import read_frames, read_json, write_json
+from potforge.io import read_json, write_json
 from potforge.record import dataset_hashes
 
 REPORT_NAME = "rebuild.json"
@@ -58,31 +58,17 @@ def committee_force_difference(
     return float(max(np.abs(f - g).max() for f, g in zip(ours, theirs, strict=True)))
 
 
-def train_settings_as_run(card: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the `train` section the members were trained with (stress weight 0 if dropped)."""
-    settings = dict(card["record"]["config"]["train"])
-    check = card.get("protocol_check")
-    if check is not None and not check.get("train_on_stress", True):
-        settings["loss"] = {**settings.get("loss", {}), "stress": 0.0}
-    return settings
-
-
-def independent_frames(campaign_dir: Path) -> list[Any]:
-    """Return the campaign's labelled independent test set (empty when it has none)."""
-    files = sorted((campaign_dir / "validation" / "labels").glob("chunk_[0-9][0-9][0-9].extxyz"))
-    return [atoms for path in files for atoms in read_frames(path)]
-
-
 def rebuild_campaign(
     campaign_dir: str | Path,
     out_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Retrain every recorded member into out_dir and report the distance to the recorded ones."""
+    from potforge.compare import shared_test_set
     from potforge.train.deploy import deploy_member
     from potforge.train.member import BEST_CHECKPOINT, train_member
     from potforge.train.nequip_config import SplitFiles
-    from potforge.train.settings import member_seed
+    from potforge.train.settings import member_seed, settings_as_trained
 
     campaign_dir = Path(campaign_dir).resolve()
     card_path = campaign_dir / "final" / "model_card.json"
@@ -93,7 +79,7 @@ def rebuild_campaign(
     if not record:
         raise ConfigError(f"{card_path}: the card has no record (made before potforge recorded)")
     out = Path(out_dir).resolve() if out_dir else campaign_dir / "rebuild"
-    settings = train_settings_as_run(card)
+    settings = settings_as_trained(record["config"]["train"], card.get("protocol_check"))
     seed = int(record["config"]["seed"])
     species = list(card["species"])
     rows = []
@@ -135,7 +121,7 @@ def rebuild_campaign(
     recorded_packages = [
         campaign_dir / final_name / "train" / f"member_{k}" / "model.nequip.zip" for k in ks
     ]
-    frames = independent_frames(campaign_dir)
+    frames = shared_test_set([campaign_dir])
     report = {
         "campaign_dir": str(campaign_dir),
         "out_dir": str(out),

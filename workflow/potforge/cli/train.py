@@ -98,9 +98,11 @@ def run_train_member(args: argparse.Namespace) -> int:
     settings = json.loads(args.train_settings)
     if args.protocol_check:
         from potforge.io import read_json
+        from potforge.train.settings import settings_as_trained
 
-        if not read_json(args.protocol_check)["train_on_stress"]:
-            settings.setdefault("loss", {})["stress"] = 0.0
+        check = read_json(args.protocol_check)
+        settings = settings_as_trained(settings, check)
+        if not check["train_on_stress"]:
             print("[train] the protocol check found the DFT stress inconsistent: stress weight 0")
     metrics = train_member(
         settings,

@@ -35,3 +35,13 @@ def member_seed(campaign_seed: int, member: int) -> int:
         raise ConfigError(f"member index: must be >= 0, got {member}")
     digest = hashlib.sha256(f"potforge-member:{campaign_seed}:{member}".encode()).hexdigest()
     return int(digest[:8], 16) % (2**31 - 1)
+
+
+def settings_as_trained(
+    settings: Mapping[str, Any], protocol_check: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Return `train` settings as trained: stress weight 0 where the protocol check said so."""
+    out = dict(settings)
+    if protocol_check is not None and not protocol_check.get("train_on_stress", True):
+        out["loss"] = {**out.get("loss", {}), "stress": 0.0}
+    return out
