@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -58,20 +57,6 @@ def snakemake(config: dict, out_dir: Path, targets: list[str], flags: list[str])
     return time.monotonic() - start
 
 
-def derive_random_arm(active: Path, target: Path, iterations: int) -> None:
-    """Copy the active arm's iteration 0 (up to its exploration) and what all iterations share."""
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for name in ("dft_store", "validation", "lammps", "model_cache"):
-        if (active / name).exists():
-            shutil.copytree(active / name, target / name, symlinks=True)
-    shutil.copytree(active / "iter_000", target / "iter_000", symlinks=True)
-    shutil.rmtree(target / "iter_000" / "select", ignore_errors=True)
-    shutil.rmtree(target / "iter_000" / "validate", ignore_errors=True)
-    print(f"[al] {target}: iteration 0 of {active}, {iterations} iterations to run", flush=True)
-
-
 def mean_curve(curves: list[list[dict]]) -> list[dict]:
     """Average arms of several seeds iteration by iteration (over the iterations all have)."""
     n = min(len(c) for c in curves)
@@ -105,7 +90,13 @@ def without_halted_tails(frames: list, active: Path, trust_hi: float) -> list:
 
 def main() -> None:
     """Run (or reuse) the active arm, derive and run the random arm, compare, write results."""
-    from potforge.compare import arm_curve, efficiency, learning_curve_png, shared_test_set
+    from potforge.compare import (
+        arm_curve,
+        derive_arm,
+        efficiency,
+        learning_curve_png,
+        shared_test_set,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config/config.yaml")
@@ -130,7 +121,8 @@ def main() -> None:
         name = f"{active.name}-random"
         config = arm_config(base, "random", seed, name)
         random_dir = ROOT / "results" / name
-        derive_random_arm(active, random_dir, iterations)
+        derive_arm(active, random_dir)
+        print(f"[al] {random_dir}: iteration 0 of {active}, {iterations} iterations", flush=True)
         last = f"results/{name}/iter_{iterations - 1:03d}/train/committee.json"
         packages = [  # what the comparison loads
             f"results/{name}/iter_{iterations - 1:03d}/train/member_{k}/model.nequip.zip"

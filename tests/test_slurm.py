@@ -4,7 +4,9 @@ One run of the tiny campaign with the README's literal ``snakemake --profile slu
 copied and edited as a user would: partition, no account, no GPU, sizes that fit this node; the
 bare name found through a site config folder, as ``envs/setup.sh`` arranges for the venv).
 While it runs, the first labelling job is cancelled with ``scancel`` once it has finished a frame;
-the workflow must retry it and still finish with every frame exactly once.
+the workflow must retry it and still finish with every frame exactly once. And the DFT reference
+job is given too little time on its first attempt: SLURM ends it with TIMEOUT, and Snakemake must
+resubmit it with more runtime.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def edit_profile_for_this_cluster(work: Path) -> Path:
         resources[rule].update(slurm_partition=f"'{PARTITION}'", gpu=0, cpus_per_task=1)
         resources[rule]["mem_mb"] = 4000
     resources["deploy_member"]["mem_mb"] = 4000
+    # The DFT reference (about 2 minutes here) gets 1 minute on its first attempt: SLURM ends it
+    # with TIMEOUT and the retry (profiles/default: retries 1) must ask for more and complete.
+    resources["dft_reference"] = {"runtime": "1 if attempt == 1 else 30"}
     profile["set-threads"] = {"train_member": 1, "explore": 1}
     # This test cluster has no accounting database: job states come from squeue.
     profile.update({"slurm-status-command": "squeue", "latency-wait": 5})
@@ -178,3 +183,18 @@ def test_cancelled_labelling_job_is_retried_without_duplicate_frames(cluster, sl
     assert labelled_0 == sampled, "a frame was lost"
     reports = [read_json(p) for p in (res / "iter_000" / "labels").glob("chunk_*.json")]
     assert sum(r["reused"] for r in reports) >= canceller.frames_before_cancel
+
+
+def test_a_job_past_its_time_limit_is_resubmitted_with_more_time_and_completes(
+    cluster, slurm_campaign
+):
+    work, output, _ = slurm_campaign
+    attempts = []
+    for job_id in re.findall(r"SLURM jobid (\d+)", output):
+        info = cluster.command("scontrol", "show", "job", job_id)
+        if "rule_dft_reference" in info:
+            fields = dict(item.split("=", 1) for item in info.split() if "=" in item)
+            attempts.append((fields["JobState"], fields["TimeLimit"]))
+    assert attempts == [("TIMEOUT", "00:01:00"), ("COMPLETED", "00:30:00")], attempts
+    reference = read_json(work / "results" / "tiny" / "validation" / "dft_si.json")
+    assert reference["properties"], "the resubmitted DFT reference wrote no properties"

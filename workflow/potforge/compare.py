@@ -6,6 +6,7 @@ committee of every iteration is measured on the same frames; nothing is labelled
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,31 @@ from ase import Atoms
 
 from potforge.hashing import structure_hash
 from potforge.io import read_frames, read_json
+
+SHARED_FOLDERS = ("dft_store", "validation", "lammps", "model_cache")
+
+
+def derive_arm(source: str | Path, target: str | Path) -> Path:
+    """Start a new arm from a campaign's iteration 0: same labels, committee, MD and test set.
+
+    The copy keeps iteration 0 up to its exploration and what every iteration shares (the DFT
+    store, the validation folder with the independent test set, the LAMMPS plugin, the model
+    cache); iteration 0's selection is left out, so the arm's own choices start there. Run the
+    arm with `--rerun-triggers mtime` so that the copied files count as up to date.
+    """
+    source, target = Path(source), Path(target)
+    if not (source / "iter_000" / "train" / "committee.json").is_file():
+        raise FileNotFoundError(f"{source}: no iteration-0 committee to start an arm from")
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in SHARED_FOLDERS:
+        if (source / name).exists():
+            shutil.copytree(source / name, target / name, symlinks=True)
+    shutil.copytree(source / "iter_000", target / "iter_000", symlinks=True)
+    for later in ("select", "validate"):
+        shutil.rmtree(target / "iter_000" / later, ignore_errors=True)
+    return target
 
 
 def shared_test_set(campaign_dirs: Sequence[str | Path]) -> list[Atoms]:
@@ -83,6 +109,15 @@ def efficiency(
         out[name] = None if reached is None else reached / float(random[-1][key])
     out["never_reached"] = out["frames_ratio"] is None
     return out
+
+
+def efficiency_against(
+    arms: dict[str, list[dict[str, Any]]], baseline: str
+) -> dict[str, dict[str, Any]]:
+    """`efficiency` of every other arm against the arm named `baseline`."""
+    if baseline not in arms:
+        raise KeyError(f"baseline arm {baseline!r} is not one of {sorted(arms)}")
+    return {n: efficiency(c, arms[baseline]) for n, c in arms.items() if n != baseline and c}
 
 
 def learning_curve_png(arms: dict[str, list[dict[str, Any]]]) -> bytes:

@@ -781,14 +781,19 @@ def render(campaign: Campaign) -> str:
         time_section(campaign),
         provenance_section(campaign, rendered),
     ]
-    nav = "".join(f'<a href="#{sid}">{esc(label)}</a>' for sid, label in NAV)
-    title = f"potforge report: {campaign.name}"
+    subtitle = f"{campaign.root.as_posix()}, rendered {rendered}"
+    return page(f"potforge report: {campaign.name}", subtitle, NAV, sections)
+
+
+def page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], sections: Sequence[str]) -> str:
+    """A self-contained HTML page: header, navigation to the sections, the sections."""
+    links = "".join(f'<a href="#{sid}">{esc(label)}</a>' for sid, label in nav)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{esc(title)}</h1><p>{esc(campaign.root.as_posix())}, rendered {rendered}"
-        f"</p></header><nav>{nav}</nav><main>{''.join(sections)}</main></body></html>\n"
+        f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><nav>{links}</nav>"
+        f"<main>{''.join(sections)}</main></body></html>\n"
     )
 
 
