@@ -169,6 +169,7 @@ def test_outputs_equal_a_local_run_in_structure(slurm_campaign, tiny_campaign):
         assert counts[0] == counts[1], name
 
 
+@pytest.mark.faults
 def test_cancelled_labelling_job_is_retried_without_duplicate_frames(cluster, slurm_campaign):
     work, output, canceller = slurm_campaign
     assert canceller.cancelled, "no labelling job was running long enough to be cancelled"
@@ -185,6 +186,7 @@ def test_cancelled_labelling_job_is_retried_without_duplicate_frames(cluster, sl
     assert sum(r["reused"] for r in reports) >= canceller.frames_before_cancel
 
 
+@pytest.mark.faults
 def test_a_job_past_its_time_limit_is_resubmitted_with_more_time_and_completes(
     cluster, slurm_campaign
 ):
