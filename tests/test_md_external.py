@@ -43,7 +43,7 @@ def test_external_backend_matches_the_compiled_plugin(tiny_campaign, tmp_path, e
         # 40 steps integrate the forces: equal positions mean equal forces all along
         assert np.abs(a.positions - b.positions).max() < 1e-4
         assert a.info["max_force_dev"] == pytest.approx(b.info["max_force_dev"], abs=1e-4)
-        assert a.info["min_distance"] == pytest.approx(b.info["min_distance"], abs=1e-6)
+        assert a.info["min_distance_ratio"] == pytest.approx(b.info["min_distance_ratio"], abs=1e-6)
         np.testing.assert_allclose(a.arrays["force_dev"], b.arrays["force_dev"], atol=1e-4)
 
 

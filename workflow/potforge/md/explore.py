@@ -113,14 +113,6 @@ def expand_tasks(system: Mapping[str, Any], iteration: int = 0, seed: int = 0) -
     return tasks
 
 
-def guard_distance(species: Sequence[str], fraction: float) -> float:
-    """Return the shortest allowed distance: `fraction` of the smallest covalent-radius sum."""
-    from ase.data import atomic_numbers, covalent_radii
-
-    radii = [covalent_radii[atomic_numbers[s]] for s in species]
-    return fraction * 2.0 * min(radii)
-
-
 def explore(
     structure: Atoms,
     models: Sequence[str | Path],
@@ -150,7 +142,7 @@ def explore(
     atoms = structure.repeat(tuple(int(n) for n in task["supercell"]))
     atoms.pbc = True
     halt_dev = float(task["halt_factor"]) * trust_hi
-    halt_dist = guard_distance(species, float(task["min_distance_fraction"]))
+    halt_ratio = float(task["min_distance_fraction"])
     paths = {
         "data": out / "data.lammps",
         "dump": out / "dump.lammpstrj",
@@ -170,7 +162,7 @@ def explore(
         species=species,
         task=task,
         halt_deviation=halt_dev,
-        halt_distance=halt_dist,
+        halt_distance_ratio=halt_ratio,
         backend=backend,
     )
     paths["input"].write_text(text)
@@ -195,9 +187,12 @@ def explore(
         if last.get("max_force_dev", 0.0) > halt_dev:
             reason = "force_deviation"
             message = f"max force deviation {last['max_force_dev']:.4g} > {halt_dev:.4g} eV/A"
-        elif last.get("min_distance", np.inf) < halt_dist:
+        elif last.get("min_distance_ratio", np.inf) < halt_ratio:
             reason = "min_distance"
-            message = f"atoms {last['min_distance']:.3f} A apart < {halt_dist:.3f} A"
+            message = (
+                f"two atoms at {last['min_distance_ratio']:.3f} of their covalent-radius sum "
+                f"< {halt_ratio:g}"
+            )
         else:
             reason = "stopped"
             message = "LAMMPS stopped before the last step"
@@ -216,7 +211,7 @@ def explore(
         "message": message,
         "trust_hi": trust_hi,
         "halt_deviation": halt_dev,
-        "halt_distance": halt_dist,
+        "halt_distance_ratio": halt_ratio,
         "frames": len(frames),
         "max_force_dev": max(devs) if devs else None,
         "wall_time_s": wall,

@@ -87,12 +87,16 @@ class CommitteeCallback:
             for k, value in enumerate(values, start=1):
                 self.lmp.fix_external_set_vector(self.fix_id, k, float(value))
             self.lmp.fix_external_set_vector(self.fix_id, 6, float(step))
-        self.lmp.fix_external_set_vector(self.fix_id, 5, min_distance(atoms, self.r_max))
+        self.lmp.fix_external_set_vector(self.fix_id, 5, min_distance_ratio(atoms, self.r_max))
 
 
-def min_distance(atoms: Atoms, r_max: float) -> float:
-    """Return the shortest interatomic distance (r_max when no pair is closer)."""
+def min_distance_ratio(atoms: Atoms, r_max: float) -> float:
+    """Return the smallest d_ij / (r_cov,i + r_cov,j) over pairs within r_max (as the plugin)."""
+    from ase.data import covalent_radii
     from ase.neighborlist import neighbor_list
 
-    d = neighbor_list("d", atoms, r_max)
-    return float(d.min()) if len(d) else float(r_max)
+    radii = covalent_radii[atoms.numbers]
+    i, j, d = neighbor_list("ijd", atoms, r_max)
+    if len(d) == 0:  # every pair is at least r_max / (2 * largest radius) of its sum
+        return float(r_max / (2.0 * radii.max()))
+    return float((d / (radii[i] + radii[j])).min())

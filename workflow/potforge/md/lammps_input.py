@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ase.data import atomic_masses, atomic_numbers
+from ase.data import atomic_masses, atomic_numbers, covalent_radii
 
 # Names of the global vector of `compute pair potforge` (c_pf[1] .. c_pf[6]).
 PAIR_VECTOR = (
@@ -14,11 +14,16 @@ PAIR_VECTOR = (
     "mean_force_dev",
     "min_force_dev",
     "energy_dev",
-    "min_distance",
+    "min_distance_ratio",
     "dev_step",
 )
 # Columns of the per-frame table written by `fix print` (thermo.dat).
 THERMO_COLUMNS = ("step", "temperature", "pe", "pressure", "volume", *PAIR_VECTOR[:5])
+
+
+def covalent_radius(symbol: str) -> float:
+    """ASE's covalent radius of an element (A): the scale of the MD distance guard."""
+    return float(covalent_radii[atomic_numbers[symbol]])
 
 
 def force_field(
@@ -35,8 +40,9 @@ def force_field(
     """
     if backend == "plugin":
         model_args = " ".join(str(m) for m in models)
+        radii = " ".join(f"{covalent_radius(s):.4f}" for s in species)
         block = (
-            f"pair_style potforge drive {{drive}} every {every}\n"
+            f"pair_style potforge drive {{drive}} every {every} radii {radii}\n"
             f"pair_coeff * * {model_args} {' '.join(species)}\n"
             "compute pf all pair potforge\n"
             f"fix devatom all pair {every} potforge force_dev 0"
@@ -58,7 +64,7 @@ def exploration_input(
     species: Sequence[str],
     task: Mapping[str, Any],
     halt_deviation: float,
-    halt_distance: float,
+    halt_distance_ratio: float,
     backend: str = "plugin",
 ) -> str:
     """Return the LAMMPS input text of one exploration task (see potforge.md.explore)."""
@@ -102,7 +108,7 @@ variable max_force_dev equal {source}[1]
 variable mean_force_dev equal {source}[2]
 variable min_force_dev equal {source}[3]
 variable energy_dev equal {source}[4]
-variable min_distance equal {source}[5]
+variable min_distance_ratio equal {source}[5]
 variable step equal step
 variable temperature equal temp
 variable pe equal pe
@@ -113,14 +119,14 @@ timestep {dt_ps}
 velocity all create {temp} {int(task["seed"])} dist gaussian mom yes rot no
 {integrator}
 
-thermo_style custom step temp pe press vol v_max_force_dev v_min_distance
+thermo_style custom step temp pe press vol v_max_force_dev v_min_distance_ratio
 thermo {every}
 thermo_modify lost error flush yes
 dump traj all custom {every} {dump_file} id type x y z{dev_column}
 dump_modify traj sort id format float %.10g
 fix table all print {every} "{columns}" file {thermo_file} screen no title "{title}"
 fix guard_dev all halt {every} v_max_force_dev > {halt_deviation} error soft message yes
-fix guard_dist all halt {every} v_min_distance < {halt_distance} error soft message yes
+fix guard_dist all halt {every} v_min_distance_ratio < {halt_distance_ratio} error soft message yes
 
 run {int(task["steps"])}
 """

@@ -30,11 +30,11 @@
 using namespace LAMMPS_NS;
 
 // layout of the global vector exposed to compute pair
-enum { DEV_MAX, DEV_MEAN, DEV_MIN, DEV_ENERGY, MIN_DIST, DEV_STEP, NEXTRA };
+enum { DEV_MAX, DEV_MEAN, DEV_MIN, DEV_ENERGY, MIN_DIST_RATIO, DEV_STEP, NEXTRA };
 
 PairPotforge::PairPotforge(LAMMPS *lmp) :
     Pair(lmp), r_max(0.0), drive(0), every(1), dev_trigger(0), force_dev(nullptr), nmax_dev(0),
-    min_distance(0.0)
+    min_distance_ratio(0.0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -68,18 +68,35 @@ void PairPotforge::allocate()
     for (int j = i; j <= n; j++) setflag[i][j] = 0;
 }
 
-/* pair_style potforge [drive first|mean|K] [every N] */
+/* pair_style potforge [drive first|mean|K] [every N] [radii R1 ... RN]
+   radii: one covalent radius per atom type (A) for the guard's d_ij / (R_i + R_j); without it
+   every radius is 0.5 A, so that the ratio is the distance in A. */
 
 void PairPotforge::settings(int narg, char **arg)
 {
   require_one_rank();
   drive = 0;
   every = 1;
+  const int ntypes = atom->ntypes;
+  if (ntypes < 1) error->all(FLERR, "Pair style potforge: define the box (read_data) first");
+  radius.assign(ntypes + 1, 0.5);
   int iarg = 0;
   while (iarg < narg) {
     std::string key = arg[iarg];
     if (iarg + 1 >= narg) error->all(FLERR, "Pair style potforge: keyword '{}' needs a value", key);
     std::string value = arg[iarg + 1];
+    if (key == "radii") {
+      if (iarg + ntypes >= narg)
+        error->all(FLERR, "Pair style potforge: radii needs {} values (one per atom type)", ntypes);
+      for (int t = 1; t <= ntypes; t++) {
+        radius[t] = utils::numeric(FLERR, arg[iarg + t], false, lmp);
+        if (!(radius[t] > 0.0))
+          error->all(FLERR, "Pair style potforge: radius of type {} must be > 0, got {}", t,
+                     radius[t]);
+      }
+      iarg += ntypes + 1;
+      continue;
+    }
     if (key == "drive") {
       if (value == "first") drive = 0;
       else if (value == "mean") drive = -1;
@@ -91,7 +108,8 @@ void PairPotforge::settings(int narg, char **arg)
       every = utils::inumeric(FLERR, value, false, lmp);
       if (every < 0) error->all(FLERR, "Pair style potforge: every must be >= 0, got {}", every);
     } else {
-      error->all(FLERR, "Pair style potforge: unknown keyword '{}' (known: drive, every)", key);
+      error->all(FLERR, "Pair style potforge: unknown keyword '{}' (known: drive, every, radii)",
+                 key);
     }
     iarg += 2;
   }
@@ -222,7 +240,7 @@ void PairPotforge::build_frame()
   neighbour.clear();
   shift.clear();
   const double cutsq_model = r_max * r_max;
-  double min_rsq = std::numeric_limits<double>::infinity();
+  double min_ratio_sq = std::numeric_limits<double>::infinity();
 
   const int inum = list->inum;
   const int *ilist = list->ilist;
@@ -236,7 +254,8 @@ void PairPotforge::build_frame()
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       const double rsq = dx * dx + dy * dy + dz * dz;
       if (rsq >= cutsq_model) continue;
-      min_rsq = std::min(min_rsq, rsq);
+      const double sum = radius[type[i]] + radius[type[j]];
+      min_ratio_sq = std::min(min_ratio_sq, rsq / (sum * sum));
 
       const int owner = (j < nlocal) ? j : (tag[j] <= maxtag ? tag_to_local[tag[j]] : -1);
       if (owner < 0) error->one(FLERR, "Pair potforge: ghost atom {} has no local owner", tag[j]);
@@ -255,7 +274,10 @@ void PairPotforge::build_frame()
       shift.insert(shift.end(), s, s + 3);
     }
   }
-  min_distance = std::isfinite(min_rsq) ? std::sqrt(min_rsq) : r_max;
+  // no pair within r_max: every pair is at least r_max / (2 * largest radius) of its sum
+  min_distance_ratio = std::isfinite(min_ratio_sq)
+      ? std::sqrt(min_ratio_sq)
+      : r_max / (2.0 * *std::max_element(radius.begin() + 1, radius.end()));
 
   const int64_t nedges = centre.size();
   edge_index.resize(2 * nedges);
@@ -338,7 +360,7 @@ void PairPotforge::compute(int eflag, int vflag)
 
   if (dev_step) deviation(nlocal);
   else if (nmodels == 1) std::fill(force_dev, force_dev + nlocal, 0.0);
-  pvector[MIN_DIST] = min_distance;
+  pvector[MIN_DIST_RATIO] = min_distance_ratio;
 
   // the prediction that drives the dynamics
   const potforge::Prediction *use = &preds[std::max(drive, 0)];

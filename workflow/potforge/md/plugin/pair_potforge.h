@@ -63,7 +63,8 @@ class PairPotforge : public Pair {
   potforge::Frame frame;
   std::vector<potforge::Prediction> preds;
   potforge::Prediction mean;
-  double min_distance;
+  std::vector<double> radius;    // LAMMPS type (1-based) -> covalent radius (pair_style radii)
+  double min_distance_ratio;     // smallest d_ij / (radius_i + radius_j) of the last frame
 };
 
 }    // namespace LAMMPS_NS
