@@ -147,10 +147,9 @@ def test_jobs_went_through_slurm(cluster, slurm_campaign):
     work, output, canceller = slurm_campaign
     job_ids = re.findall(r"SLURM jobid (\d+)", output)
     assert len(job_ids) >= 15, "every rule but `all` runs as a SLURM job"
-    states = {job_id: cluster.job_state(job_id) for job_id in job_ids}
-    assert {state for job_id, state in states.items() if job_id != canceller.cancelled} == {
-        "COMPLETED"
-    }
+    states = [cluster.job_state(job_id) for job_id in job_ids if job_id != canceller.cancelled]
+    # one TIMEOUT: the DFT reference's first attempt, given 1 minute on purpose (see below)
+    assert states.count("TIMEOUT") == 1 and set(states) == {"COMPLETED", "TIMEOUT"}, states
     # GPAW ran as 2 MPI ranks through srun inside the labelling jobs.
     db = connect(work / "results" / "tiny" / "iter_001" / "dataset" / "ase.db")
     assert {row.get("dft_ranks") for row in db.select(quarantined=False)} == {2}
