@@ -100,6 +100,34 @@ def test_hfo2_systems_sample_two_species(prototype):
     assert kept and all(set(a.get_chemical_symbols()) == {"Hf", "O"} for a in kept)
 
 
+def test_vacancy_species_removes_only_that_element():
+    """Oxygen vacancies in monoclinic HfO2: every vacancy cell lost one O and kept its Hf."""
+    from potforge.errors import StructureError
+    from potforge.sampling import with_vacancy
+    from potforge.structures import hfo2_monoclinic
+
+    settings = tiny_config(
+        systems={
+            "m": {
+                "structure": {"prototype": "hfo2-monoclinic"},
+                "sample": {"vacancies": 4, "vacancy_species": "O"},
+            }
+        }
+    )["systems"]["m"]
+    frames = sample_system("m", hfo2_monoclinic(), settings, seed=3)
+    vacancies = [a for a in frames if a.info["generator"] == "vacancy"]
+    assert len(vacancies) == 4
+    assert all(a.get_chemical_formula() == "Hf4O7" for a in vacancies)
+    # different seeds remove different O atoms (not always the first one)
+    removed = {
+        frozenset(map(tuple, with_vacancy(hfo2_monoclinic(), s, "O").positions.round(3)))
+        for s in range(6)
+    }
+    assert len(removed) > 1
+    with pytest.raises(StructureError, match="no Si atom"):
+        with_vacancy(hfo2_monoclinic(), 0, "Si")
+
+
 def test_sample_count_matches_what_is_generated():
     from potforge.sampling import sample_count
 

@@ -58,10 +58,17 @@ def rattled(atoms: Atoms, amplitude: float, seed: int) -> Atoms:
     return out
 
 
-def with_vacancy(atoms: Atoms, seed: int) -> Atoms:
-    """Return a copy with one randomly chosen atom removed."""
+def with_vacancy(atoms: Atoms, seed: int, species: str | None = None) -> Atoms:
+    """Return a copy with one randomly chosen atom (of `species`, if given) removed."""
+    candidates = [
+        k for k, s in enumerate(atoms.get_chemical_symbols()) if species is None or s == species
+    ]
+    if not candidates:
+        raise StructureError(
+            f"sample.vacancy_species: no {species} atom in {atoms.get_chemical_formula()}"
+        )
     out = atoms.copy()
-    del out[int(np.random.default_rng(seed).integers(len(out)))]
+    del out[candidates[int(np.random.default_rng(seed).integers(len(candidates)))]]
     return out
 
 
@@ -139,7 +146,8 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
             frames.append(tag_origin(rattled(cell, amp, s), name, "rattle", s, amplitude=amp))
     for _ in range(sample["vacancies"]):
         s = int(rng.integers(2**31))
-        frames.append(tag_origin(rattled(with_vacancy(cell, s), 0.05, s), name, "vacancy", s))
+        vacant = with_vacancy(cell, s, sample["vacancy_species"])
+        frames.append(tag_origin(rattled(vacant, 0.05, s), name, "vacancy", s))
     surf = sample["surface"]
     if surf is not None:
         # Slabs are cut from the unit cell: a supercell would multiply the slab area needlessly.
