@@ -15,6 +15,9 @@ The final model card is copied to benchmarks/results/default_campaign/.
     python benchmarks/campaign.py              # needs no results/<campaign>/ yet: a fresh run
     python benchmarks/campaign.py --log .snakemake/log/<run>.snakemake.log --wall 1850
                                                # analyse a run made by hand with `make run`
+    python benchmarks/campaign.py --config config/hfo2-quick.yaml --name hfo2_campaign
+                                               # another campaign: hfo2_campaign.json (with the
+                                               # polymorph figures) and hfo2_campaign/
     python benchmarks/campaign.py --log NEW.log --wall 1500 \
         --baseline-log OLD.log --baseline-wall 2200 --baseline-results OLD/results/si-quick \
         --baseline-commit 97c7102              # also write speed.json: new against baseline
@@ -74,6 +77,7 @@ def busy_seconds(intervals: list[tuple[str, float, float]]) -> float:
     return total
 
 
+DEFAULT_CONFIG = "config/config.yaml"
 COMPILE_RULES = ("deploy_member",)
 VALIDATION_RULES = (
     "protocol_check",
@@ -117,7 +121,31 @@ def cpu_utilisation(results: Path) -> dict[str, dict[str, float]]:
     }
 
 
-def campaign_record(log: Path, wall_s: float, results: Path) -> dict:
+def polymorph_summary(validation: dict) -> dict:
+    """Polymorph figures of a validation: energy order, dE per formula unit, volume errors.
+
+    Empty when the validation compares no polymorphs (one crystal per formula).
+    """
+    rows = [r for r in validation.get("properties", []) if "error_kind" in r]
+    energy = {r["name"][3:-1]: r for r in rows if r["name"].startswith("dE(")}
+    if not energy:
+        return {}
+    volumes = {r["system"]: r for r in rows if r["name"] == "V0_per_fu"}
+    order = {side: sorted(energy, key=lambda pair: energy[pair][side]) for side in ("model", "dft")}
+    return {
+        "polymorph_order_model": [pair.split("-")[0] for pair in order["model"]],
+        "polymorph_order_dft": [pair.split("-")[0] for pair in order["dft"]],
+        "delta_e_mev_per_fu": {
+            pair: {"model": round(r["model"], 1), "dft": round(r["dft"], 1), "pass": r["pass"]}
+            for pair, r in sorted(energy.items())
+            if r["dft"] != 0.0 or r["model"] != 0.0
+        },
+        "volume_error_percent": {s: round(r["error"], 3) for s, r in sorted(volumes.items())},
+        "volume_pass": {s: r["pass"] for s, r in sorted(volumes.items())},
+    }
+
+
+def campaign_record(log: Path, wall_s: float, results: Path, config: str) -> dict:
     """The campaign.json record of one finished run."""
     intervals = job_intervals(log.read_text())
     per_rule: dict[str, float] = defaultdict(float)
@@ -133,9 +161,10 @@ def campaign_record(log: Path, wall_s: float, results: Path) -> dict:
     reports = sorted(results.glob("iter_*/select/report.json"))
     last = json.loads(reports[card["final_iteration"]].read_text()) if reports else {}
     compile_s = sum(v for k, v in per_rule.items() if k in COMPILE_RULES)
+    command = "make run" if config == DEFAULT_CONFIG else f"make run CONFIG={config}"
     return {
-        "command": "make run",
-        "config": "config/config.yaml",
+        "command": command,
+        "config": config,
         "wall_s": round(wall_s, 1),
         "iterations": card["iterations"],
         "dft_frames": card["dft_frames"],
@@ -149,6 +178,8 @@ def campaign_record(log: Path, wall_s: float, results: Path) -> dict:
         "independent_energy_rmse_mev": test_set.get("energy_rmse_mev_per_atom"),
         "properties_passed": summary.get("passed"),
         "properties_total": summary.get("total"),
+        "independent_force_rmse_per_species": test_set.get("per_species_force_rmse_ev_per_a"),
+        **polymorph_summary(validation),
         "compile_share_of_job_seconds": round(compile_s / job_sum, 4) if job_sum else None,
         "cpu_utilisation_per_stage": cpu_utilisation(results),
         "jobs": len(intervals),
@@ -162,12 +193,12 @@ def campaign_record(log: Path, wall_s: float, results: Path) -> dict:
     }
 
 
-def run_campaign() -> tuple[Path, float]:
+def run_campaign(config: str) -> tuple[Path, float]:
     """Run `make run` from the repository root; return Snakemake's log of it and the wall time."""
     logs = ROOT / ".snakemake" / "log"
     before = set(logs.glob("*.snakemake.log")) if logs.is_dir() else set()
     start = time.perf_counter()
-    subprocess.run(["make", "run"], cwd=ROOT, check=True)
+    subprocess.run(["make", "run", f"CONFIG={config}"], cwd=ROOT, check=True)
     wall = time.perf_counter() - start
     (log,) = set(logs.glob("*.snakemake.log")) - before
     return log, wall
@@ -176,6 +207,13 @@ def run_campaign() -> tuple[Path, float]:
 def main() -> None:
     """Run (or analyse) the default campaign, print the table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="the campaign's config file")
+    parser.add_argument(
+        "--name",
+        default="campaign",
+        help="NAME.json and NAME/ (default: campaign.json and "
+        "default_campaign/) in benchmarks/results",
+    )
     parser.add_argument("--log", type=Path, help="analyse this Snakemake log instead of running")
     parser.add_argument("--wall", type=float, help="wall time of that run, in seconds")
     parser.add_argument("--baseline-log", type=Path, help="Snakemake log of a baseline run")
@@ -184,7 +222,7 @@ def main() -> None:
     parser.add_argument("--baseline-commit", help="the commit the baseline ran")
     parser.add_argument("--note", help="a note kept in speed.json (conditions of the runs)")
     args = parser.parse_args()
-    campaign = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["campaign"]
+    campaign = yaml.safe_load((ROOT / args.config).read_text())["campaign"]
     results = ROOT / "results" / campaign
     if args.log:
         if args.wall is None:
@@ -193,9 +231,9 @@ def main() -> None:
     else:
         if results.exists():
             raise SystemExit(f"{results} exists: move it away for a from-scratch measurement")
-        log, wall = run_campaign()
-    record = campaign_record(log, wall, results)
-    card_dir = RESULTS / "default_campaign"
+        log, wall = run_campaign(args.config)
+    record = campaign_record(log, wall, results, args.config)
+    card_dir = RESULTS / ("default_campaign" if args.name == "campaign" else args.name)
     card_dir.mkdir(parents=True, exist_ok=True)
     for name in (
         "final/model_card.json",
@@ -205,10 +243,11 @@ def main() -> None:
     ):
         if (results / name).is_file():
             shutil.copy(results / name, card_dir / Path(name).name)
-    (RESULTS / "campaign.json").write_text(json.dumps(record, indent=2) + "\n")
+    out = RESULTS / f"{args.name}.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
     if args.baseline_log:
         base = campaign_record(
-            args.baseline_log.resolve(), args.baseline_wall, args.baseline_results
+            args.baseline_log.resolve(), args.baseline_wall, args.baseline_results, args.config
         )
         speed = {
             "baseline_commit": args.baseline_commit,
@@ -245,7 +284,7 @@ def main() -> None:
             print(f"{key:<{width}}  {value}")
     for rule, seconds in record["job_seconds_per_rule"].items():
         print(f"{'  ' + rule:<{width}}  {seconds} s")
-    print(f"written: {RESULTS / 'campaign.json'} and {card_dir}/")
+    print(f"written: {out} and {card_dir}/")
 
 
 if __name__ == "__main__":

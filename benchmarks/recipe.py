@@ -1,0 +1,211 @@
+"""Training recipes compared on one finished campaign's data, measured on what it did not choose.
+
+Every arm trains a committee from scratch on the same dataset (a finished campaign's last
+iteration: train and validation splits), then the validation stage measures it on the
+campaign's independent test set and on the properties against the campaign's DFT references
+(same protocol). The first arm is the config's own recipe (the baseline, run in the same
+process); the others override keys of its `train:` section.
+
+    python benchmarks/recipe.py --campaign results/si-quick \\
+        --arm 'energy100={"loss": {"energy": 100}}' --arm 'epochs300={"epochs": 300}'
+
+Writes benchmarks/results/recipe.json and prints a table: force and energy RMSE on the
+independent frames, per origin, and the property rows (model error against DFT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULT = HERE / "results" / "recipe.json"
+
+
+def merged(base: dict, override: dict) -> dict:
+    """Return base with override's keys replaced recursively."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def potforge(*args: str, log: Path) -> None:
+    """Run one potforge command, its output into `log`; raise with the log's tail on failure."""
+    with open(log, "a") as fh:
+        proc = subprocess.run(["potforge", *args], stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise SystemExit(f"potforge {args[0]} failed (exit {proc.returncode}); {log}:\n{tail}")
+
+
+def run_arm(
+    name: str, train: dict, config: dict, campaign: Path, iteration: int, out: Path, threads: int
+) -> dict:
+    """Train one arm's committee from scratch, package it, validate it; return the record."""
+    from potforge.config import model_species
+
+    species = model_species(config)
+    arm_dir = out / name
+    arm_dir.mkdir(parents=True, exist_ok=True)
+    log = arm_dir / "log.txt"
+    data = campaign / f"iter_{iteration:03d}" / "dataset"
+    check = campaign / "validation" / "protocol_check.json"
+    members, start = [], time.perf_counter()
+    for k in range(int(train["committee"])):
+        member = arm_dir / f"member_{k}"
+        print(f"[recipe] {name}: member {k}", flush=True)
+        potforge(
+            "train-member",
+            "--train-settings",
+            json.dumps(train),
+            "--species",
+            *species,
+            "--data-dir",
+            str(data),
+            "--member",
+            str(k),
+            "--seed",
+            str(config["seed"]),
+            "--threads",
+            str(threads),
+            "--out",
+            str(member),
+            "--protocol-check",
+            str(check),
+            log=log,
+        )
+        potforge(
+            "deploy",
+            "--member-dir",
+            str(member),
+            "--targets",
+            "none",
+            "--cache-dir",
+            str(out / "model_cache"),
+            "--threads",
+            str(threads),
+            "--report",
+            str(member / "deploy.json"),
+            log=log,
+        )
+        members.append(str(member / "model.nequip.zip"))
+    train_s = time.perf_counter() - start
+    validation = arm_dir / "validation.json"
+    section = {k: config[k] for k in ("seed", "systems", "dft", "validate")}
+    potforge(
+        "validate",
+        "--config",
+        json.dumps(section),
+        "--species",
+        *species,
+        "--members",
+        *members,
+        "--test-labels",
+        *map(str, sorted((campaign / "validation" / "labels").glob("chunk_*[0-9].extxyz"))),
+        "--references",
+        *map(str, sorted((campaign / "validation").glob("dft_*.json"))),
+        "--iteration",
+        str(iteration),
+        "--out",
+        str(validation),
+        log=log,
+    )
+    result = json.loads(validation.read_text())
+    ts = result["test_set"]
+    return {
+        "train": train,
+        "train_and_package_s": round(train_s, 1),
+        "best_epochs": [
+            json.loads((arm_dir / f"member_{k}" / "metrics.json").read_text()).get("best_epoch")
+            for k in range(int(train["committee"]))
+        ],
+        "independent_force_rmse": ts.get("force_rmse_ev_per_a"),
+        "independent_energy_rmse_mev": ts.get("energy_rmse_mev_per_atom"),
+        "per_origin_force_rmse": {
+            o: round(v["force_rmse_ev_per_a"], 4) for o, v in ts.get("per_origin", {}).items()
+        },
+        "properties": {
+            f"{r['system']}:{r['name']}": {
+                "error": None if r.get("error") is None else round(float(r["error"]), 4),
+                "pass": r["pass"],
+            }
+            for r in result["properties"]
+            if not isinstance(r.get("error"), str)
+        },
+        "properties_passed": result["property_summary"]["passed"],
+    }
+
+
+def main() -> None:
+    """Run every arm and write the comparison."""
+    from potforge.config import load_config
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--campaign", type=Path, required=True, help="results/<campaign>")
+    parser.add_argument("--config", default="config/config.yaml", help="that campaign's config")
+    parser.add_argument("--iteration", type=int, help="dataset of this iteration (default: last)")
+    parser.add_argument(
+        "--arm", action="append", default=[], help="NAME=JSON overrides of train: (repeatable)"
+    )
+    parser.add_argument("--out", type=Path, default=HERE / ".cache" / "recipe")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    config = load_config(args.config)
+    campaign = args.campaign.resolve()
+    iterations = sorted(campaign.glob("iter_*/dataset/train.extxyz"))
+    if not iterations:
+        raise SystemExit(f"{campaign}: no iter_*/dataset/train.extxyz; is it a finished campaign?")
+    iteration = args.iteration
+    if iteration is None:
+        iteration = int(iterations[-1].parents[1].name.removeprefix("iter_"))
+    arms = {"baseline": {}}
+    for spec in args.arm:
+        name, _, text = spec.partition("=")
+        arms[name] = json.loads(text)
+    records = {}
+    for name, override in arms.items():
+        train = merged(config["train"], override)
+        records[name] = run_arm(name, train, config, campaign, iteration, args.out, args.threads)
+        records[name]["override"] = override
+    keys = sorted({k for r in records.values() for k in r["properties"]})
+    origins = sorted({k for r in records.values() for k in r["per_origin_force_rmse"]})
+    print(f"{'arm':<16}{'F eV/A':>9}{'E meV':>8}{'passed':>8}{'s':>7}  " + "  ".join(keys))
+    for name, r in records.items():
+        errors = "  ".join(
+            f"{r['properties'].get(k, {}).get('error', float('nan')):>{len(k)}.3g}" for k in keys
+        )
+        print(
+            f"{name:<16}{r['independent_force_rmse']:>9.3f}{r['independent_energy_rmse_mev']:>8.1f}"
+            f"{r['properties_passed']:>8}{r['train_and_package_s']:>7.0f}  {errors}"
+        )
+    print("per origin (force RMSE eV/A): " + ", ".join(origins))
+    for name, r in records.items():
+        print(
+            f"{name:<16}" + " ".join(f"{r['per_origin_force_rmse'].get(o, 0):.3f}" for o in origins)
+        )
+    out = {
+        "campaign": str(campaign.relative_to(ROOT))
+        if campaign.is_relative_to(ROOT)
+        else str(campaign),
+        "iteration": iteration,
+        "config": args.config,
+        "note": "every arm trained from scratch on the same dataset; errors on the campaign's "
+        "independent test set and properties against its DFT references (same protocol)",
+        "arms": records,
+    }
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written: {RESULT}")
+
+
+if __name__ == "__main__":
+    main()
