@@ -158,6 +158,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=HERE / ".cache" / "recipe")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--committee", type=int, help="members per arm (default: the config's)")
     args = parser.parse_args()
     config = load_config(args.config)
     campaign = args.campaign.resolve()
@@ -174,6 +175,8 @@ def main() -> None:
     records = {}
     for name, override in arms.items():
         train = merged(config["train"], override)
+        if args.committee:
+            train["committee"] = args.committee
         records[name] = run_arm(name, train, config, campaign, iteration, args.out, args.threads)
         records[name]["override"] = override
     keys = sorted({k for r in records.values() for k in r["properties"]})

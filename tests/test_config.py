@@ -36,7 +36,7 @@ def test_defaults_are_filled_and_default_protocol_matches_issue():
         True,
         0.1,
     )
-    assert load_config(REPO / "config" / "hfo2.yaml")["dft"]["ecut"] == 500
+    assert load_config(REPO / "config" / "hfo2.yaml")["dft"]["ecut"] == 800
     assert config["dataset"]["split"] == {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 

@@ -35,6 +35,7 @@ SHIPPED = [
     "config/config.yaml",
     "config/si.yaml",
     "config/hfo2.yaml",
+    "config/hfo2-quick.yaml",
     "tests/data/tiny.yaml",
     "tests/data/tiny_hfo2.yaml",
 ]
@@ -385,7 +386,7 @@ SNAKEMAKE_CASES = {
     ),
     "infinite cutoff": (
         "config/hfo2.yaml",
-        "ecut: 500",
+        "ecut: 800",
         "ecut: .inf",
         "dft.ecut: must be a finite number, got inf",
     ),
