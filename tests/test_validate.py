@@ -145,14 +145,17 @@ def test_the_protocol_check_flags_a_pulay_stress_and_can_stop(tmp_path):
     result = protocol_check(good, tmp_path, log=lambda _: None)
     assert result["stress_consistent"] and result["train_on_stress"]
     # 120 eV is far too low for Si: analytic and finite-difference pressure part ways.
+    npt = [{"ensemble": "npt", "temperatures": [900]}]
     bad = tiny_config(
-        systems=systems,
+        systems={"si": {**systems["si"], "explore": {"tasks": npt}}},
         dft={**TINY_DFT, "ecut": 120},
         validate={"protocol_check": {"stress_tolerance_gpa": 0.5}},
     )
     flagged = protocol_check(bad, tmp_path, log=lambda _: None)
     assert not flagged["train_on_stress"]
     assert flagged["systems"]["si"]["difference_gpa"] > 0.5
+    # NPT driven by a model without stress labels is named in the warning
+    assert flagged["npt_without_stress"] == ["si"] and "npt exploration of si" in flagged["warning"]
     stop = tiny_config(
         systems=systems,
         dft={**TINY_DFT, "ecut": 120},

@@ -243,7 +243,13 @@ def protocol_warning(campaign: Campaign) -> str:
         if not s.get("consistent", True)
     ]
     text = "The protocol check flagged the DFT stress: " + ("; ".join(bad) or "see the file")
-    return note(text + ". Stress labels (and the model's stress) may be unreliable.", "warning")
+    text += ". Stress labels (and the model's stress) may be unreliable."
+    if check.get("npt_without_stress"):
+        text += (
+            " NPT exploration (" + ", ".join(check["npt_without_stress"]) + ") followed a "
+            "pressure the model never learned from stress labels."
+        )
+    return note(text, "warning")
 
 
 def summary_section(campaign: Campaign) -> str:

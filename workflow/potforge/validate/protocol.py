@@ -59,6 +59,18 @@ def protocol_check(
         )
         if settings["on_inconsistent_stress"] == "stop":
             raise LabelError(message + " (validate.protocol_check.on_inconsistent_stress: stop)")
+        npt = sorted(
+            name
+            for name, system in config["systems"].items()
+            if any(task["ensemble"] == "npt" for task in system["explore"]["tasks"])
+        )
+        result["npt_without_stress"] = npt
+        if npt:
+            message += (
+                f"; the npt exploration of {', '.join(npt)} will follow a pressure the model "
+                "never learned from stress labels (its cell can drift to states no user "
+                "simulates: prefer nvt tasks at this cutoff)"
+            )
         log(f"[protocol-check] WARNING: {message}; training without stress labels")
         result["warning"] = message
     return result
