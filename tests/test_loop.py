@@ -63,3 +63,18 @@ def test_model_card_markdown_states_the_committee_test_errors():
     assert "stress MAE 1.23 GPa" in text
     card["committee_test_errors"] = None
     assert "energy MAE n/a meV/atom" in model_card_markdown(card)
+
+
+def test_model_card_says_whether_it_trained_on_stress():
+    card = read_json(REPO / "benchmarks" / "results" / "default_campaign" / "model_card.json")
+    check = {
+        "tolerance_gpa": 0.5,
+        "train_on_stress": True,
+        "systems": {"si": {"difference_gpa": 0.03}},
+    }
+    assert "Stress labels: trained on (analytic stress within 0.03 GPa" in model_card_markdown(
+        {**card, "protocol_check": check}
+    )
+    dropped = {**check, "train_on_stress": False, "systems": {"c": {"difference_gpa": 75.6}}}
+    text = model_card_markdown({**card, "protocol_check": dropped})
+    assert "**not trained on**: analytic stress and -dE/dV differ by up to 75.6 GPa" in text

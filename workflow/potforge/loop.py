@@ -282,6 +282,25 @@ def _test_errors_line(committee: Mapping[str, Any]) -> str:
     )
 
 
+def _stress_line(check: Mapping[str, Any] | None) -> list[str]:
+    """The card's line on stress labels, from the protocol check (none without a check)."""
+    if not check:
+        return []
+    worst = max((s["difference_gpa"] for s in check["systems"].values()), default=0.0)
+    if check.get("train_on_stress", True):
+        return [
+            f"- Stress labels: trained on (analytic stress within {worst:.2g} GPa of -dE/dV, "
+            f"tolerance {check['tolerance_gpa']} GPa)"
+        ]
+    npt = check.get("npt_without_stress") or []
+    return [
+        f"- Stress labels: **not trained on**: analytic stress and -dE/dV differ by up to "
+        f"{worst:.3g} GPa (tolerance {check['tolerance_gpa']} GPa; Pulay stress of a low "
+        "cutoff); the model's stress and pressure come from energies alone"
+        + (f"; npt exploration of {', '.join(npt)} followed that pressure" if npt else "")
+    ]
+
+
 def model_card_markdown(card: Mapping[str, Any]) -> str:
     """Render a model card as Markdown."""
     d = card["dft_protocol"]
@@ -291,7 +310,9 @@ def model_card_markdown(card: Mapping[str, Any]) -> str:
         f"- Species: {', '.join(card['species'])}",
         f"- Committee: {card['committee_size']} NequIP members, model {json.dumps(card['model'])}",
         f"- DFT protocol: GPAW {d['xc']}, PW {d['ecut']} eV, k-point density {d['kpt_density']}"
-        f"/A{' (Gamma-centred)' if d['gamma'] else ''}, Fermi-Dirac {d['smearing']} eV",
+        f"/A{' (Gamma-centred)' if d['gamma'] else ''}, Fermi-Dirac {d['smearing']} eV"
+        f", k-point symmetry {d.get('symmetry', 'time-reversal')}",
+        *_stress_line(card.get("protocol_check")),
         f"- Iterations: {card['iterations']} ({card['stop_reason']})",
         f"- DFT frames: {card['dft_frames']} ({card['dataset']['quarantined']} quarantined), "
         f"{card['dft_core_seconds']} core-seconds",
