@@ -48,7 +48,14 @@ def potforge(*args: str, log: Path) -> None:
 
 
 def run_arm(
-    name: str, train: dict, config: dict, campaign: Path, iteration: int, out: Path, threads: int
+    name: str,
+    train: dict,
+    config: dict,
+    campaign: Path,
+    iteration: int,
+    out: Path,
+    threads: int,
+    members_trained: int | None = None,
 ) -> dict:
     """Train one arm's committee from scratch, package it, validate it; return the record."""
     from potforge.config import model_species
@@ -60,7 +67,8 @@ def run_arm(
     data = campaign / f"iter_{iteration:03d}" / "dataset"
     check = campaign / "validation" / "protocol_check.json"
     members, start = [], time.perf_counter()
-    for k in range(int(train["committee"])):
+    count = members_trained or int(train["committee"])
+    for k in range(count):
         member = arm_dir / f"member_{k}"
         print(f"[recipe] {name}: member {k}", flush=True)
         potforge(
@@ -126,7 +134,7 @@ def run_arm(
         "train_and_package_s": round(train_s, 1),
         "best_epochs": [
             json.loads((arm_dir / f"member_{k}" / "metrics.json").read_text()).get("best_epoch")
-            for k in range(int(train["committee"]))
+            for k in range(count)
         ],
         "independent_force_rmse": ts.get("force_rmse_ev_per_a"),
         "independent_energy_rmse_mev": ts.get("energy_rmse_mev_per_atom"),
@@ -158,7 +166,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=HERE / ".cache" / "recipe")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--committee", type=int, help="members per arm (default: the config's)")
+    parser.add_argument(
+        "--members", type=int, help="members trained per arm (default: the config's committee)"
+    )
     args = parser.parse_args()
     config = load_config(args.config)
     campaign = args.campaign.resolve()
@@ -175,9 +185,9 @@ def main() -> None:
     records = {}
     for name, override in arms.items():
         train = merged(config["train"], override)
-        if args.committee:
-            train["committee"] = args.committee
-        records[name] = run_arm(name, train, config, campaign, iteration, args.out, args.threads)
+        records[name] = run_arm(
+            name, train, config, campaign, iteration, args.out, args.threads, args.members
+        )
         records[name]["override"] = override
     keys = sorted({k for r in records.values() for k in r["properties"]})
     origins = sorted({k for r in records.values() for k in r["per_origin_force_rmse"]})
