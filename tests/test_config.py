@@ -65,6 +65,10 @@ BROKEN = {
         lambda c: c["systems"]["si"]["structure"].update(element="Xx"),
         "systems.si.structure.element: unknown element 'Xx'",
     ),
+    "unknown vacancy element": (
+        lambda c: c["systems"]["si"].update(sample={"vacancy_species": "Xx"}),
+        "systems.si.sample.vacancy_species: unknown element 'Xx'",
+    ),
     "missing structure file": (
         lambda c: c["systems"]["si"].update(structure={"file": "nope/missing.xyz"}),
         "systems.si.structure.file: no such structure file",

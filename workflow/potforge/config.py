@@ -211,6 +211,8 @@ def _fill_defaults(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> 
 
 def _check_semantics(config: dict[str, Any]) -> None:
     """Checks JSON Schema cannot express: elements, files, sums and orderings."""
+    from ase.data import chemical_symbols
+
     split = config["dataset"]["split"]
     total = sum(split.values())
     if abs(total - 1.0) > 1e-6:
@@ -226,6 +228,9 @@ def _check_semantics(config: dict[str, Any]) -> None:
                     "(or null for the starting structure)"
                 )
             _check_structure(crystal, f"{where}.validate.structure")
+        vacancy = system["sample"]["vacancy_species"]
+        if vacancy is not None and vacancy not in chemical_symbols[1:]:
+            raise ConfigError(f"{where}.sample.vacancy_species: unknown element '{vacancy}'")
         trust = system["trust"]
         if trust["lo"] >= trust["hi"]:
             raise ConfigError(
