@@ -18,9 +18,8 @@ The final model card is copied to benchmarks/results/default_campaign/.
     python benchmarks/campaign.py --config config/hfo2-quick.yaml --name hfo2_campaign
                                                # another campaign: hfo2_campaign.json (with the
                                                # polymorph figures) and hfo2_campaign/
-    python benchmarks/campaign.py --log NEW.log --wall 1500 \
-        --baseline-log OLD.log --baseline-wall 2200 --baseline-results OLD/results/si-quick \
-        --baseline-commit 97c7102              # also write speed.json: new against baseline
+
+The speed comparison against the main the speed work started from is benchmarks/speed.py.
 
 CPU utilisation per stage comes from the jobs' Snakemake benchmark files (cpu_time / s).
 """
@@ -79,15 +78,6 @@ def busy_seconds(intervals: list[tuple[str, float, float]]) -> float:
 
 DEFAULT_CONFIG = "config/config.yaml"
 COMPILE_RULES = ("deploy_member",)
-VALIDATION_RULES = (
-    "protocol_check",
-    "dft_reference",
-    "test_set",
-    "label_test_set",
-    "validate_iteration",
-    "validate_final",
-    "report",
-)
 
 
 def cpu_utilisation(results: Path) -> dict[str, dict[str, float]]:
@@ -216,11 +206,6 @@ def main() -> None:
     )
     parser.add_argument("--log", type=Path, help="analyse this Snakemake log instead of running")
     parser.add_argument("--wall", type=float, help="wall time of that run, in seconds")
-    parser.add_argument("--baseline-log", type=Path, help="Snakemake log of a baseline run")
-    parser.add_argument("--baseline-wall", type=float, help="wall time of the baseline run (s)")
-    parser.add_argument("--baseline-results", type=Path, help="results/<campaign> of the baseline")
-    parser.add_argument("--baseline-commit", help="the commit the baseline ran")
-    parser.add_argument("--note", help="a note kept in speed.json (conditions of the runs)")
     args = parser.parse_args()
     campaign = yaml.safe_load((ROOT / args.config).read_text())["campaign"]
     results = ROOT / "results" / campaign
@@ -245,39 +230,6 @@ def main() -> None:
             shutil.copy(results / name, card_dir / Path(name).name)
     out = RESULTS / f"{args.name}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
-    if args.baseline_log:
-        base = campaign_record(
-            args.baseline_log.resolve(), args.baseline_wall, args.baseline_results, args.config
-        )
-        speed = {
-            "baseline_commit": args.baseline_commit,
-            "wall_s": record["wall_s"],
-            "baseline_wall_s": base["wall_s"],
-            "wall_ratio": round(record["wall_s"] / base["wall_s"], 3),
-            "iterations": [record["iterations"], base["iterations"]],
-            "dft_frames": [record["dft_frames"], base["dft_frames"]],
-            "job_seconds_per_rule": record["job_seconds_per_rule"],
-            "baseline_job_seconds_per_rule": base["job_seconds_per_rule"],
-            "job_seconds_sum": record["job_seconds_sum"],
-            "baseline_job_seconds_sum": base["job_seconds_sum"],
-            "validation_job_seconds": round(
-                sum(v for k, v in record["job_seconds_per_rule"].items() if k in VALIDATION_RULES),
-                1,
-            ),
-            "compile_share_of_job_seconds": record["compile_share_of_job_seconds"],
-            "baseline_compile_share_of_job_seconds": base["compile_share_of_job_seconds"],
-            "cpu_utilisation_per_stage": record["cpu_utilisation_per_stage"],
-            "baseline_cpu_utilisation_per_stage": base["cpu_utilisation_per_stage"],
-        }
-        speed["job_seconds_ratio_without_validation"] = round(
-            (speed["job_seconds_sum"] - speed["validation_job_seconds"])
-            / speed["baseline_job_seconds_sum"],
-            3,
-        )
-        if args.note:
-            speed["note"] = args.note
-        (RESULTS / "speed.json").write_text(json.dumps(speed, indent=2) + "\n")
-        print(f"speed: wall {speed['wall_s']} s vs baseline {speed['baseline_wall_s']} s")
     width = max(len(k) for k in record)
     for key, value in record.items():
         if key != "job_seconds_per_rule":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -32,6 +33,19 @@ def test_dry_run_of_every_shipped_config(config, tmp_path):
     text = out.stdout + out.stderr
     for rule in ("sample", "label", "dataset", "train_member", "explore", "select", "final"):
         assert rule in text
+
+
+def test_loop_target_plans_the_loop_without_stage_7(tmp_path):
+    # `snakemake loop`: what the speed benchmark times (benchmarks/speed_config.yaml) against a
+    # main that had no validation stage; only the loop's inputs from stage 7 remain (the stress
+    # check decides whether to train on stress; the test-set draw keeps its frames out).
+    config = REPO / "benchmarks" / "speed_config.yaml"
+    out = snakemake("-n", "loop", "--configfile", str(config), cwd=workflow_copy(tmp_path))
+    text = out.stdout + out.stderr
+    planned = set(re.findall(r"^(?:rule|checkpoint) (\w+):", text, re.M))
+    assert {"sample", "label", "train_member", "package_member", "explore", "select"} <= planned
+    assert not planned & {"label_test_set", "dft_reference", "validate_iteration", "final"}
+    assert "results/si-speed/iter_000" in text
 
 
 def job_resources(text: str, rule: str) -> dict[str, str]:

@@ -1,6 +1,7 @@
 # Configuration validation, wildcard constraints and input functions shared by all stages.
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from potforge.config import model_species, validate_config
 from potforge.loop import stop_decision
@@ -253,6 +254,16 @@ def final_member_dirs(wildcards, input):
     return sorted({str(Path(f).parent) for f in input.members})
 
 
+def loop_targets(wildcards):
+    """The loop alone (`snakemake loop`): every selection report and the final committee."""
+    campaign = SimpleNamespace(campaign=CAMPAIGN)
+    return (
+        selection_reports(campaign)
+        + committee_summaries(campaign)
+        + final_member_files(campaign)
+    )
+
+
 def campaign_targets():
     """What `snakemake` builds by default: the final committee, its model card and the report."""
     return [
@@ -267,6 +278,20 @@ def campaign_targets():
 def validation_config():
     """What the validation stage reads of the configuration, as JSON."""
     return as_json({k: config[k] for k in ("seed", "systems", "dft", "validate")})
+
+
+def protocol_check_config():
+    """What the protocol check reads, as JSON: a tolerance or a test-set size changed later
+    must not re-run it (the whole loop depends on it)."""
+    systems = {
+        name: {
+            "structure": system["structure"],
+            "explore": {"tasks": system["explore"]["tasks"]},
+        }
+        for name, system in config["systems"].items()
+    }
+    check = {"protocol_check": config["validate"]["protocol_check"]}
+    return as_json({"dft": config["dft"], "systems": systems, "validate": check})
 
 
 def test_set_trajectories(wildcards):

@@ -1,6 +1,13 @@
 # Stage 7: the loop's end: the final committee, its model card and the campaign report.
 
 
+# The loop without stage 7 (`snakemake loop`): the final committee, compiled, and nothing that
+# measures it. What benchmarks/campaign.py times against a main that had no validation stage.
+rule loop:
+    input:
+        loop_targets,
+
+
 rule final:
     input:
         reports=selection_reports,

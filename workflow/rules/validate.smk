@@ -17,7 +17,7 @@ rule protocol_check:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     params:
-        config=validation_config(),
+        config=protocol_check_config(),
         cache=REFERENCE_CACHE,
         log_dir="results/{campaign}/logs/validation",
     shell:

@@ -1,0 +1,165 @@
+"""Campaign speed: the same loop at a baseline commit and in this tree, one after the other.
+
+Both runs build the speed campaign (benchmarks/speed_config.yaml: the default campaign of the
+baseline commit, renamed) on this machine, from nothing:
+
+- baseline: a clone of this repository at --baseline-commit (default 97c7102, the main the
+  speed issue started from) runs its own `snakemake --profile profiles/local --configfile
+  config/config.yaml` with its own package (PYTHONPATH) in the current .venv;
+- new: this tree runs `snakemake --profile profiles/local loop --configfile
+  benchmarks/speed_config.yaml`: the same loop (sample, label, train, explore, select up to the
+  iteration cap, the final committee compiled for LAMMPS) without stage 7 (the independent test
+  set, DFT references, property and MD checks), which the baseline did not have.
+
+Each run gets a fresh inductor cache. Writes benchmarks/results/speed.json: both walls and their
+ratio, job seconds per rule, the compile share of job seconds, CPU utilisation per stage (from
+the jobs' benchmark files) and the frames picked per iteration of both.
+
+    python benchmarks/speed.py                       # both runs: about 65 min on 2 cores
+    python benchmarks/speed.py --log NEW.log --wall 1400 \\
+        --baseline-log OLD.log --baseline-wall 2500 --baseline-results OLD/results/si-quick
+                                                     # analyse two runs made by hand
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from campaign import busy_seconds, cpu_utilisation, job_intervals  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SPEED_CONFIG = "benchmarks/speed_config.yaml"
+BASELINE_COMMIT = "97c7102"
+COMPILE_RULES = ("deploy_member",)
+
+
+def run_record(log: Path, wall_s: float, results: Path) -> dict:
+    """Wall, job seconds per rule, compile share, CPU use and picks of one finished loop."""
+    intervals = job_intervals(log.read_text())
+    per_rule: dict[str, float] = defaultdict(float)
+    for rule, a, b in intervals:
+        per_rule[rule] += b - a
+    job_sum = sum(per_rule.values())
+    reports = [json.loads(p.read_text()) for p in sorted(results.glob("iter_*/select/report.json"))]
+    compile_s = sum(v for k, v in per_rule.items() if k in COMPILE_RULES)
+    return {
+        "wall_s": round(wall_s, 1),
+        "iterations": len(reports),
+        "picked_per_iteration": [len(r.get("picked", [])) for r in reports],
+        "training_frames_final": reports[-1].get("dataset_frames") if reports else None,
+        "job_seconds_sum": round(job_sum, 1),
+        "busy_s": round(busy_seconds(intervals), 1),
+        "compile_share_of_job_seconds": round(compile_s / job_sum, 4) if job_sum else None,
+        "job_seconds_per_rule": {k: round(v, 1) for k, v in sorted(per_rule.items())},
+        "cpu_utilisation_per_stage": cpu_utilisation(results),
+    }
+
+
+def timed_snakemake(cwd: Path, args: list[str], env: dict[str, str]) -> tuple[Path, float]:
+    """Run snakemake in `cwd`; return the Snakemake log it wrote and the wall time."""
+    logs = cwd / ".snakemake" / "log"
+    before = set(logs.glob("*.snakemake.log")) if logs.is_dir() else set()
+    start = time.perf_counter()
+    subprocess.run(
+        ["snakemake", "--profile", "profiles/local", *args], cwd=cwd, env=env, check=True
+    )
+    wall = time.perf_counter() - start
+    (log,) = set(logs.glob("*.snakemake.log")) - before
+    return log, wall
+
+
+def run_both(commit: str, scratch: Path) -> tuple[tuple[Path, float, Path], tuple[Path, float]]:
+    """The baseline run in a clone at `commit`, then the new run here."""
+    campaign = yaml.safe_load((ROOT / SPEED_CONFIG).read_text())["campaign"]
+    if (ROOT / "results" / campaign).exists():
+        raise SystemExit(f"results/{campaign} exists: move it away for a from-scratch run")
+    clone = scratch / "baseline"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "-q", commit], cwd=clone, check=True)
+    ours = yaml.safe_load((ROOT / SPEED_CONFIG).read_text())
+    theirs = yaml.safe_load((clone / "config" / "config.yaml").read_text())
+    if {**ours, "campaign": None} != {**theirs, "campaign": None}:
+        raise SystemExit(f"{SPEED_CONFIG} is not the default campaign of {commit}")
+    env = dict(os.environ, PYTHONPATH=str(clone / "workflow"))
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(scratch / "inductor-baseline")
+    print(f"[speed] baseline {commit} in {clone}", flush=True)
+    base_log, base_wall = timed_snakemake(clone, ["--configfile", "config/config.yaml"], env)
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(scratch / "inductor-new"))
+    env.pop("PYTHONPATH", None)
+    print("[speed] new: snakemake loop", flush=True)
+    log, wall = timed_snakemake(ROOT, ["loop", "--configfile", SPEED_CONFIG], env)
+    return (base_log, base_wall, clone / "results" / theirs["campaign"]), (log, wall)
+
+
+def main() -> None:
+    """Run (or analyse) the two loops, print the table and write speed.json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-commit", default=BASELINE_COMMIT)
+    parser.add_argument("--log", type=Path, help="Snakemake log of a new run made by hand")
+    parser.add_argument("--wall", type=float, help="its wall time (s)")
+    parser.add_argument("--baseline-log", type=Path, help="Snakemake log of the baseline run")
+    parser.add_argument("--baseline-wall", type=float, help="its wall time (s)")
+    parser.add_argument("--baseline-results", type=Path, help="results/<campaign> of the baseline")
+    parser.add_argument("--note", help="a note kept in speed.json (conditions of the runs)")
+    args = parser.parse_args()
+    campaign = yaml.safe_load((ROOT / SPEED_CONFIG).read_text())["campaign"]
+    if args.log:
+        if None in (args.wall, args.baseline_log, args.baseline_wall, args.baseline_results):
+            parser.error("--log needs --wall, --baseline-log, --baseline-wall, --baseline-results")
+        baseline = run_record(args.baseline_log, args.baseline_wall, args.baseline_results)
+        log, wall = args.log, args.wall
+    else:
+        with tempfile.TemporaryDirectory(prefix="potforge-speed-") as scratch:
+            (base_log, base_wall, base_results), (log, wall) = run_both(
+                args.baseline_commit, Path(scratch)
+            )
+            baseline = run_record(base_log, base_wall, base_results)
+    record = run_record(log, wall, ROOT / "results" / campaign)
+    speed = {
+        "baseline_commit": args.baseline_commit,
+        "config": SPEED_CONFIG,
+        "command": f"snakemake --profile profiles/local loop --configfile {SPEED_CONFIG}",
+        "baseline_command": "snakemake --profile profiles/local --configfile config/config.yaml",
+        "wall_s": record["wall_s"],
+        "baseline_wall_s": baseline["wall_s"],
+        "wall_ratio": round(record["wall_s"] / baseline["wall_s"], 3),
+        "job_seconds_ratio": round(record["job_seconds_sum"] / baseline["job_seconds_sum"], 3),
+        "compile_share_of_job_seconds": record["compile_share_of_job_seconds"],
+        "baseline_compile_share_of_job_seconds": baseline["compile_share_of_job_seconds"],
+        "new": record,
+        "baseline": baseline,
+        "machine": "2 cores, no GPU",
+    }
+    if args.note:
+        speed["note"] = args.note
+    (RESULTS / "speed.json").write_text(json.dumps(speed, indent=2) + "\n")
+    rules = sorted(set(record["job_seconds_per_rule"]) | set(baseline["job_seconds_per_rule"]))
+    print(f"{'':<26}{'baseline':>12}{'new':>12}")
+    for key in ("wall_s", "job_seconds_sum", "iterations", "compile_share_of_job_seconds"):
+        print(f"{key:<26}{baseline[key]!s:>12}{record[key]!s:>12}")
+    print(
+        f"{'picked per iteration':<26}{baseline['picked_per_iteration']!s:>12}"
+        f"{record['picked_per_iteration']!s:>12}"
+    )
+    for rule in rules:
+        b = baseline["job_seconds_per_rule"].get(rule, 0.0)
+        n = record["job_seconds_per_rule"].get(rule, 0.0)
+        print(f"{'  ' + rule:<26}{b:>12}{n:>12}")
+    print(f"wall ratio {speed['wall_ratio']}  job-seconds ratio {speed['job_seconds_ratio']}")
+    print(f"written: {RESULTS / 'speed.json'}")
+
+
+if __name__ == "__main__":
+    main()
