@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
+import numpy as np
+import pytest
+
+from potforge.report.data import Campaign, Iteration
+from potforge.report.html import fractions_table
 from potforge.select import classify, convergence, select_frames, structure_descriptor
 from potforge.structures import diamond, hfo2_cubic
 
@@ -127,3 +132,40 @@ def test_test_set_frames_and_their_neighbours_are_never_selected():
     picked, report = select_frames({"t": traj}, TRUST, ["Si"], 40, 0, 0.0)
     assert report["counts"]["candidate"] == 40  # still counted
     assert all(not 180 <= p.info["step"] <= 220 for p in picked) and len(picked) == 35
+
+
+def test_report_says_which_species_drives_the_deviation():
+    # HfO2 frames whose largest per-atom deviation sits on an O atom in 5 frames, on an Hf atom
+    # in 3: the report counts them per species and names the driver of every pick.
+    rng = np.random.default_rng(3)
+    traj = []
+    for k in range(8):
+        atoms = hfo2_cubic()
+        atoms.positions += rng.normal(0, 0.1, atoms.positions.shape)
+        per_atom = np.full(len(atoms), 0.02)
+        hot = [
+            i for i, s in enumerate(atoms.get_chemical_symbols()) if s == ("O" if k < 5 else "Hf")
+        ]
+        per_atom[hot[k % len(hot)]] = 0.08 + 0.001 * k
+        atoms.arrays["force_dev"] = per_atom
+        atoms.info.update(system="hfo2", max_force_dev=per_atom.max(), step=100 * k)
+        traj.append(atoms)
+    trust = {"hfo2": {"lo": 0.05, "hi": 0.15}}
+    picked, report = select_frames({"t": traj}, trust, ["Hf", "O"], 8, 0, 0.0)
+    per = report["per_species"]
+    assert (per["O"]["frames_driven"], per["Hf"]["frames_driven"]) == (5, 3)
+    assert per["O"]["frames"] == per["Hf"]["frames"] == 8
+    assert per["Hf"]["max_deviation"] == pytest.approx(0.087)
+    assert per["O"]["max_deviation"] == pytest.approx(0.084)
+    assert per["Hf"]["mean_max_deviation"] == pytest.approx((0.02 * 5 + 0.085 + 0.086 + 0.087) / 8)
+    by_step = {p["step"]: p["species"] for p in report["picked"]}
+    assert len(by_step) == 8
+    assert all(s == ("O" if step < 500 else "Hf") for step, s in by_step.items())
+    # the campaign report's selection table shows the drivers of the picks
+    page = fractions_table(Campaign(Path("."), "hfo2", [Iteration(0, select=report)]))
+    assert "largest deviation on" in page
+    assert "O 5, Hf 3" in page
+    one_species = {**report, "per_species": {"Hf": per["Hf"]}}
+    assert "largest deviation on" not in fractions_table(
+        Campaign(Path("."), "si", [Iteration(0, select=one_species)])
+    )

@@ -46,6 +46,41 @@ def structure_descriptor(
     return vec / norm if norm > 0 else vec
 
 
+def deviation_driver(atoms: Atoms) -> str | None:
+    """The species of the atom with the largest force deviation (None without per-atom data)."""
+    per_atom = atoms.arrays.get("force_dev")
+    if per_atom is None or len(atoms) == 0:
+        return None
+    return atoms.get_chemical_symbols()[int(np.argmax(per_atom))]
+
+
+def species_deviation(frames: Sequence[Atoms], species: Sequence[str]) -> dict[str, Any]:
+    """Per species: frames driven, and the mean and largest of its per-frame peak deviation.
+
+    A frame is driven by the species of its atom with the largest force deviation (eV/A): what a
+    frame's max_force_dev hides in a multi-species system is whether one species alone sends
+    frames to DFT. Frames without per-atom deviations are skipped.
+    """
+    out: dict[str, Any] = {}
+    for name in species:
+        peaks, driven = [], 0
+        for atoms in frames:
+            per_atom = atoms.arrays.get("force_dev")
+            if per_atom is None:
+                continue
+            mine = np.asarray(atoms.get_chemical_symbols()) == name
+            if mine.any():
+                peaks.append(float(per_atom[mine].max()))
+                driven += deviation_driver(atoms) == name
+        out[name] = {
+            "frames": len(peaks),
+            "frames_driven": driven,
+            "mean_max_deviation": float(np.mean(peaks)) if peaks else None,
+            "max_deviation": max(peaks, default=None),
+        }
+    return out
+
+
 @dataclass
 class Pick:
     """One selected frame and why it was chosen."""
@@ -215,6 +250,7 @@ def select_frames(
                 "task": task,
                 "step": frame.info["step"],
                 "deviation": pick.deviation,
+                "species": deviation_driver(atoms),
                 "why": pick.reason,
             }
         )
@@ -227,6 +263,9 @@ def select_frames(
         "per_task": per_task,
         "candidates": len(candidates),
         "picked": picked_report,
+        "per_species": species_deviation(
+            [a for frames in trajectories.values() for a in frames], species
+        ),
         "deviation_histogram": {"edges": edges.round(4).tolist(), "counts": counts.tolist()},
     }
     return selected, report

@@ -399,8 +399,21 @@ def parity_section(campaign: Campaign) -> str:
 # --- 4. committee deviation ---------------------------------------------------------------
 
 
+def picks_by_species(select: dict) -> str:
+    """'O 9, Hf 3': the species holding the largest deviation of each pick, counted."""
+    counts: dict[str, int] = {}
+    for pick in select.get("picked") or []:
+        if pick.get("species"):
+            counts[pick["species"]] = counts.get(pick["species"], 0) + 1
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda x: -x[1]))
+
+
 def fractions_table(campaign: Campaign) -> str:
-    """Accurate/candidate/failed fractions and picks per iteration."""
+    """Accurate/candidate/failed fractions and picks per iteration.
+
+    With more than one species, also the species that drove the picks.
+    """
+    many = any(len((it.select or {}).get("per_species") or {}) > 1 for it in campaign.iterations)
     rows = []
     for it in campaign.iterations:
         s = it.select
@@ -411,11 +424,14 @@ def fractions_table(campaign: Campaign) -> str:
         for kind in ("accurate", "candidate", "failed"):
             cells.append(td(format_number(f.get(kind), ".1%"), key=f"select.{it.index}.{kind}"))
             cells.append(td(format_number(c.get(kind), "d")))
-        cells += [td(len(s.get("picked") or [])), td(format_number(s.get("converged")))]
-        cells.append(td(s.get("convergence", ""), cls="text"))
+        cells.append(td(len(s.get("picked") or [])))
+        if many:
+            cells.append(td(picks_by_species(s), cls="text", key=f"select.{it.index}.species"))
+        cells += [td(format_number(s.get("converged"))), td(s.get("convergence", ""), cls="text")]
         rows.append(tr(cells))
-    headers = ["iteration", "explored", "accurate", "n", "candidate", "n", "failed", "n"]
-    return table([*headers, "picked", "converged", "why"], rows)
+    headers = ["iteration", "explored", "accurate", "n", "candidate", "n", "failed", "n", "picked"]
+    headers += ["largest deviation on"] if many else []
+    return table([*headers, "converged", "why"], rows)
 
 
 def exploration_table(campaign: Campaign) -> str:
