@@ -9,8 +9,8 @@ process); the others override keys of its `train:` section.
     python benchmarks/recipe.py --campaign results/si-quick \\
         --arm 'energy100={"loss": {"energy": 100}}' --arm 'epochs300={"epochs": 300}'
 
-Writes benchmarks/results/recipe.json and prints a table: force and energy RMSE on the
-independent frames, per origin, and the property rows (model error against DFT).
+Writes benchmarks/results/recipe.json (or --result FILE) and prints a table: force and energy
+RMSE on the independent frames, per origin, and the property rows (model error against DFT).
 """
 
 from __future__ import annotations
@@ -166,6 +166,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=HERE / ".cache" / "recipe")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--result", type=Path, default=RESULT, help="the JSON written")
     parser.add_argument(
         "--members", type=int, help="members trained per arm (default: the config's committee)"
     )
@@ -215,9 +216,9 @@ def main() -> None:
         "independent test set and properties against its DFT references (same protocol)",
         "arms": records,
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"written: {RESULT}")
+    args.result.parent.mkdir(parents=True, exist_ok=True)
+    args.result.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written: {args.result}")
 
 
 if __name__ == "__main__":
