@@ -34,6 +34,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import yaml
+from ase.io import read
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from campaign import busy_seconds, cpu_utilisation, job_intervals  # noqa: E402
@@ -54,11 +55,19 @@ def run_record(log: Path, wall_s: float, results: Path) -> dict:
     job_sum = sum(per_rule.values())
     reports = [json.loads(p.read_text()) for p in sorted(results.glob("iter_*/select/report.json"))]
     compile_s = sum(v for k, v in per_rule.items() if k in COMPILE_RULES)
+    labelled = [
+        len(read(path, ":"))
+        for path in sorted(results.glob("iter_*/labels/chunk_*.extxyz"))
+        if not path.name.endswith(".failed.extxyz")
+    ]
     return {
         "wall_s": round(wall_s, 1),
         "iterations": len(reports),
         "picked_per_iteration": [len(r.get("picked", [])) for r in reports],
-        "training_frames_final": reports[-1].get("dataset_frames") if reports else None,
+        "dft_frames": sum(labelled),
+        "label_seconds_per_frame": round(per_rule["label"] / sum(labelled), 1)
+        if labelled
+        else None,
         "job_seconds_sum": round(job_sum, 1),
         "busy_s": round(busy_seconds(intervals), 1),
         "compile_share_of_job_seconds": round(compile_s / job_sum, 4) if job_sum else None,
@@ -90,6 +99,7 @@ def run_both(commit: str, scratch: Path) -> tuple[tuple[Path, float, Path], tupl
     subprocess.run(["git", "checkout", "-q", commit], cwd=clone, check=True)
     ours = yaml.safe_load((ROOT / SPEED_CONFIG).read_text())
     theirs = yaml.safe_load((clone / "config" / "config.yaml").read_text())
+    ours["train"].pop("keep_epoch", None)  # the one key the baseline did not have
     if {**ours, "campaign": None} != {**theirs, "campaign": None}:
         raise SystemExit(f"{SPEED_CONFIG} is not the default campaign of {commit}")
     env = dict(os.environ, PYTHONPATH=str(clone / "workflow"))
@@ -147,7 +157,14 @@ def main() -> None:
     (RESULTS / "speed.json").write_text(json.dumps(speed, indent=2) + "\n")
     rules = sorted(set(record["job_seconds_per_rule"]) | set(baseline["job_seconds_per_rule"]))
     print(f"{'':<26}{'baseline':>12}{'new':>12}")
-    for key in ("wall_s", "job_seconds_sum", "iterations", "compile_share_of_job_seconds"):
+    for key in (
+        "wall_s",
+        "job_seconds_sum",
+        "iterations",
+        "dft_frames",
+        "label_seconds_per_frame",
+        "compile_share_of_job_seconds",
+    ):
         print(f"{key:<26}{baseline[key]!s:>12}{record[key]!s:>12}")
     print(
         f"{'picked per iteration':<26}{baseline['picked_per_iteration']!s:>12}"

@@ -247,6 +247,35 @@ def test_warm_start_from_the_package_is_ahead_of_scratch_at_equal_epochs(si_fram
     assert min(warm_curve) < min(scratch_curve[: len(warm_curve)]), (warm_curve, scratch_curve)
 
 
+def test_keep_epoch_last_runs_every_epoch_and_keeps_the_final_one(si_splits, tmp_path):
+    """keep_epoch: last ignores the validation split (early stopping and the best epoch)."""
+    import torch
+
+    from potforge.train.member import train_member
+
+    impatient = {**TINY_TRAIN, "early_stopping_patience": 1, "learning_rate": 0.05}
+    best = train_member(
+        impatient, ["Si"], si_splits, tmp_path / "best", 0, CAMPAIGN_SEED, epochs=10
+    )
+    last = train_member(
+        {**impatient, "keep_epoch": "last"},
+        ["Si"],
+        si_splits,
+        tmp_path / "last",
+        0,
+        CAMPAIGN_SEED,
+        epochs=10,
+    )
+    assert best["keep_epoch"] == "best" and last["keep_epoch"] == "last"
+    assert best["epochs_run"] < 10  # patience 1 stops it early: the setting is what differs
+    assert last["epochs_run"] == last["best_epoch"] == 10
+    kept = torch.load(tmp_path / "last" / "best.ckpt", map_location="cpu", weights_only=False)
+    final = torch.load(tmp_path / "last" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert kept["epoch"] == final["epoch"] == 10
+    for name, tensor in final["state_dict"].items():
+        assert torch.equal(kept["state_dict"][name], tensor), name
+
+
 @pytest.mark.slow
 def test_warm_start_refuses_other_species(si_members, hfo_splits, tmp_path):
     from potforge.train.member import train_member

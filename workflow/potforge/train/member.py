@@ -256,7 +256,8 @@ def train_member(
         "warm_start": init_path is not None,
         "max_epochs": epochs,
         "epochs_run": len(weighted),
-        "best_epoch": 1 + min(range(len(weighted)), key=weighted.__getitem__) if weighted else None,
+        "keep_epoch": settings.get("keep_epoch", "best"),
+        "best_epoch": kept_epoch(weighted, settings.get("keep_epoch", "best")),
         "train_loop_s": train_loop_seconds(out_dir),
         "wall_time_s": round(wall, 2),
         "retried": retried,
@@ -272,6 +273,15 @@ def train_member(
     _check_finite(metrics, out_dir)
     write_json(out_dir / METRICS_FILE, metrics)
     return metrics
+
+
+def kept_epoch(weighted: Sequence[float], keep: str) -> int | None:
+    """The 1-based epoch in best.ckpt: the lowest validation loss, or the last with `last`."""
+    if not weighted:
+        return None
+    if keep == "last":
+        return len(weighted)
+    return 1 + min(range(len(weighted)), key=weighted.__getitem__)
 
 
 def _check_init(init: Path, species: Sequence[str]) -> None:

@@ -208,23 +208,7 @@ def render_config(
                 "name": CSV_LOG_NAME,
                 "version": "",
             },
-            "callbacks": [
-                {
-                    "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "monitor": MONITOR,
-                    "dirpath": "${hydra:runtime.output_dir}",
-                    "filename": "best",
-                    "save_last": True,
-                    "enable_version_counter": False,
-                },
-                {
-                    "_target_": "lightning.pytorch.callbacks.EarlyStopping",
-                    "monitor": MONITOR,
-                    "patience": settings["early_stopping_patience"],
-                    "mode": "min",
-                    "check_finite": True,
-                },
-            ],
+            "callbacks": _checkpoint_callbacks(settings),
         },
         "training_module": {
             "_target_": "nequip.train.EMALightningModule",
@@ -264,3 +248,30 @@ def write_config(config: Mapping[str, Any], out_dir: str | Path) -> Path:
         tmp.write_text(header + yaml.safe_dump(dict(config), sort_keys=False))
 
     return atomic_write(path, _write)
+
+
+def _checkpoint_callbacks(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The callbacks that choose best.ckpt: the best validation epoch, or the last one.
+
+    `keep_epoch: best` (early stopping on the validation split) or `last` (every epoch runs,
+    the final one is kept: a one-frame validation split no longer picks the epoch).
+    """
+    keep_last = settings.get("keep_epoch", "best") == "last"
+    checkpoint = {
+        "_target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "monitor": None if keep_last else MONITOR,
+        "dirpath": "${hydra:runtime.output_dir}",
+        "filename": "best",
+        "save_last": True,
+        "enable_version_counter": False,
+    }
+    if keep_last:
+        return [checkpoint]
+    stopping = {
+        "_target_": "lightning.pytorch.callbacks.EarlyStopping",
+        "monitor": MONITOR,
+        "patience": settings["early_stopping_patience"],
+        "mode": "min",
+        "check_finite": True,
+    }
+    return [checkpoint, stopping]
