@@ -19,6 +19,9 @@ the jobs' benchmark files) and the frames picked per iteration of both.
     python benchmarks/speed.py --log NEW.log --wall 1400 \\
         --baseline-log OLD.log --baseline-wall 2500 --baseline-results OLD/results/si-quick
                                                      # analyse two runs made by hand
+    python benchmarks/speed.py --units base=OLD.log:OLD/results/si-quick \\
+        --units new=NEW.log:results/si-speed    # cost per unit of work (frames, MD steps,
+                                                # members) of runs that did not do the same work
 """
 
 from __future__ import annotations
@@ -76,6 +79,49 @@ def run_record(log: Path, wall_s: float, results: Path) -> dict:
     }
 
 
+def unit_costs(log: Path, results: Path) -> dict:
+    """Cost per unit of work of one loop, finished or partial.
+
+    Job seconds per DFT frame, per MD step, per packaged or compiled member, per trained
+    member; and the picks so far.
+    """
+    intervals = job_intervals(log.read_text())
+    per_rule: dict[str, list[float]] = defaultdict(list)
+    for rule, a, b in intervals:
+        per_rule[rule].append(b - a)
+    frames = sum(
+        len(read(path, ":"))
+        for path in results.glob("iter_*/labels/chunk_*.extxyz")
+        if not path.name.endswith(".failed.extxyz") and path.stat().st_size
+    )
+    steps, md_wall, tasks = 0, 0.0, 0
+    for path in results.glob("iter_*/explore/*/*/summary.json"):
+        summary = json.loads(path.read_text())
+        steps, md_wall, tasks = (
+            steps + summary["steps_done"],
+            md_wall + summary["wall_time_s"],
+            tasks + 1,
+        )
+
+    def per(rule: str, count: float) -> float | None:
+        return round(sum(per_rule[rule]) / count, 1) if per_rule[rule] and count else None
+
+    reports = sorted(results.glob("iter_*/select/report.json"))
+    return {
+        "dft_frames": frames,
+        "label_job_s_per_frame": per("label", frames),
+        "md_tasks": tasks,
+        "md_steps": steps,
+        "md_ms_per_step": round(1e3 * md_wall / steps, 2) if steps else None,
+        "explore_job_s_per_task": per("explore", len(per_rule["explore"])),
+        "compile_job_s_per_member": per("deploy_member", len(per_rule["deploy_member"])),
+        "package_job_s_per_member": per("package_member", len(per_rule["package_member"])),
+        "train_job_s_per_member": per("train_member", len(per_rule["train_member"])),
+        "picked_per_iteration": [len(json.loads(r.read_text())["picked"]) for r in reports],
+        "job_seconds_per_rule": {k: round(sum(v), 1) for k, v in sorted(per_rule.items())},
+    }
+
+
 def timed_snakemake(cwd: Path, args: list[str], env: dict[str, str]) -> tuple[Path, float]:
     """Run snakemake in `cwd`; return the Snakemake log it wrote and the wall time."""
     logs = cwd / ".snakemake" / "log"
@@ -123,7 +169,30 @@ def main() -> None:
     parser.add_argument("--baseline-wall", type=float, help="its wall time (s)")
     parser.add_argument("--baseline-results", type=Path, help="results/<campaign> of the baseline")
     parser.add_argument("--note", help="a note kept in speed.json (conditions of the runs)")
+    parser.add_argument(
+        "--units",
+        action="append",
+        default=[],
+        metavar="NAME=LOG:RESULTS",
+        help="cost per unit of work of runs (repeatable; finished or not): speed_units.json",
+    )
     args = parser.parse_args()
+    if args.units:
+        units = {}
+        for spec in args.units:
+            name, _, paths = spec.partition("=")
+            log, _, results = paths.partition(":")
+            units[name] = unit_costs(Path(log), Path(results))
+        if args.note:
+            units["note"] = args.note
+        (RESULTS / "speed_units.json").write_text(json.dumps(units, indent=2) + "\n")
+        keys = [k for k in next(iter(units.values())) if k != "job_seconds_per_rule"]
+        print(f"{'':<28}" + "".join(f"{n:>16}" for n in units if n != "note"))
+        for key in keys:
+            row = [str(u[key]) for n, u in units.items() if n != "note"]
+            print(f"{key:<28}" + "".join(f"{v:>16}" for v in row))
+        print(f"written: {RESULTS / 'speed_units.json'}")
+        return
     campaign = yaml.safe_load((ROOT / SPEED_CONFIG).read_text())["campaign"]
     if args.log:
         if None in (args.wall, args.baseline_log, args.baseline_wall, args.baseline_results):
