@@ -49,27 +49,39 @@ BASELINE_COMMIT = "97c7102"
 COMPILE_RULES = ("deploy_member",)
 
 
+def rule_seconds(log: Path) -> tuple[list[tuple[str, float, float]], dict[str, list[float]]]:
+    """The job intervals of a Snakemake log, and each rule's job durations."""
+    intervals = job_intervals(log.read_text())
+    per_rule: dict[str, list[float]] = defaultdict(list)
+    for rule, a, b in intervals:
+        per_rule[rule].append(b - a)
+    return intervals, per_rule
+
+
+def labelled_frames(results: Path) -> int:
+    """DFT frames labelled so far (quarantined and half-written chunks left out)."""
+    return sum(
+        len(read(path, ":"))
+        for path in results.glob("iter_*/labels/chunk_*.extxyz")
+        if not path.name.endswith(".failed.extxyz") and path.stat().st_size
+    )
+
+
 def run_record(log: Path, wall_s: float, results: Path) -> dict:
     """Wall, job seconds per rule, compile share, CPU use and picks of one finished loop."""
-    intervals = job_intervals(log.read_text())
-    per_rule: dict[str, float] = defaultdict(float)
-    for rule, a, b in intervals:
-        per_rule[rule] += b - a
+    intervals, durations = rule_seconds(log)
+    per_rule = {rule: sum(v) for rule, v in durations.items()}
     job_sum = sum(per_rule.values())
     reports = [json.loads(p.read_text()) for p in sorted(results.glob("iter_*/select/report.json"))]
     compile_s = sum(v for k, v in per_rule.items() if k in COMPILE_RULES)
-    labelled = [
-        len(read(path, ":"))
-        for path in sorted(results.glob("iter_*/labels/chunk_*.extxyz"))
-        if not path.name.endswith(".failed.extxyz")
-    ]
+    frames = labelled_frames(results)
     return {
         "wall_s": round(wall_s, 1),
         "iterations": len(reports),
         "picked_per_iteration": [len(r.get("picked", [])) for r in reports],
-        "dft_frames": sum(labelled),
-        "label_seconds_per_frame": round(per_rule["label"] / sum(labelled), 1)
-        if labelled
+        "dft_frames": frames,
+        "label_seconds_per_frame": round(per_rule.get("label", 0.0) / frames, 1)
+        if frames
         else None,
         "job_seconds_sum": round(job_sum, 1),
         "busy_s": round(busy_seconds(intervals), 1),
@@ -85,15 +97,8 @@ def unit_costs(log: Path, results: Path) -> dict:
     Job seconds per DFT frame, per MD step, per packaged or compiled member, per trained
     member; and the picks so far.
     """
-    intervals = job_intervals(log.read_text())
-    per_rule: dict[str, list[float]] = defaultdict(list)
-    for rule, a, b in intervals:
-        per_rule[rule].append(b - a)
-    frames = sum(
-        len(read(path, ":"))
-        for path in results.glob("iter_*/labels/chunk_*.extxyz")
-        if not path.name.endswith(".failed.extxyz") and path.stat().st_size
-    )
+    _, per_rule = rule_seconds(log)
+    frames = labelled_frames(results)
     steps, md_wall, tasks = 0, 0.0, 0
     for path in results.glob("iter_*/explore/*/*/summary.json"):
         summary = json.loads(path.read_text())

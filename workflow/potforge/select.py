@@ -61,24 +61,27 @@ def species_deviation(frames: Sequence[Atoms], species: Sequence[str]) -> dict[s
     frame's max_force_dev hides in a multi-species system is whether one species alone sends
     frames to DFT. Frames without per-atom deviations are skipped.
     """
-    out: dict[str, Any] = {}
-    for name in species:
-        peaks, driven = [], 0
-        for atoms in frames:
-            per_atom = atoms.arrays.get("force_dev")
-            if per_atom is None:
-                continue
-            mine = np.asarray(atoms.get_chemical_symbols()) == name
+    peaks: dict[str, list[float]] = {name: [] for name in species}
+    driven = dict.fromkeys(species, 0)
+    for atoms in frames:
+        per_atom = atoms.arrays.get("force_dev")
+        if per_atom is None or len(atoms) == 0:
+            continue
+        symbols = np.asarray(atoms.get_chemical_symbols())
+        driven[symbols[int(np.argmax(per_atom))]] += 1
+        for name in species:
+            mine = symbols == name
             if mine.any():
-                peaks.append(float(per_atom[mine].max()))
-                driven += deviation_driver(atoms) == name
-        out[name] = {
-            "frames": len(peaks),
-            "frames_driven": driven,
-            "mean_max_deviation": float(np.mean(peaks)) if peaks else None,
-            "max_deviation": max(peaks, default=None),
+                peaks[name].append(float(per_atom[mine].max()))
+    return {
+        name: {
+            "frames": len(peaks[name]),
+            "frames_driven": driven[name],
+            "mean_max_deviation": float(np.mean(peaks[name])) if peaks[name] else None,
+            "max_deviation": max(peaks[name], default=None),
         }
-    return out
+        for name in species
+    }
 
 
 @dataclass
