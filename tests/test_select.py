@@ -121,6 +121,35 @@ def test_random_strategy_keeps_the_step_gap_and_duplicate_filter():
     assert min(np.diff(steps)) >= 50
 
 
+def swelling_trajectory(seed=0):
+    """20 frames; from step 120 the cell swells (x1.5 per edge, 3.4 x the volume) and reads as
+    accurate (deviation 0.01), as an NPT cell the model cannot hold together does."""
+    traj = frames(20, 0.1, 0.1, seed=seed, step_every=10)
+    for atoms in traj[12:]:
+        atoms.set_cell(atoms.cell * 1.5, scale_atoms=True)
+        atoms.info["max_force_dev"] = 0.01
+    return traj
+
+
+def test_swollen_cells_count_as_failed_and_are_never_picked():
+    from potforge.config import load_config
+
+    max_ratio = load_config(Path("config/config.yaml"))["select"]["max_volume_ratio"]
+    traj = {"npt": swelling_trajectory()}
+    for strategy in ("uncertainty", "random"):
+        for seed in range(3):
+            picked, report = select_frames(
+                traj, TRUST, ["Si"], 20, 0, 0.0, strategy, seed, max_volume_ratio=max_ratio
+            )
+            assert report["counts"] == {"accurate": 0, "candidate": 12, "failed": 8}
+            assert report["expanded"] == {"npt": 8}
+            assert picked and max(p.info["step"] for p in picked) < 120
+    # without the guard the swollen frames are 'accurate', and the random arm labels them
+    picked, report = select_frames(traj, TRUST, ["Si"], 20, 0, 0.0, "random", 0)
+    assert report["counts"]["accurate"] == 8 and report["expanded"] == {}
+    assert max(p.info["step"] for p in picked) >= 120
+
+
 def test_test_set_frames_and_their_neighbours_are_never_selected():
     from potforge.select import exclude_frames
 

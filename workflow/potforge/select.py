@@ -24,6 +24,19 @@ def classify(deviation: float, lo: float, hi: float) -> str:
     return CANDIDATE if deviation < hi else FAILED
 
 
+def expanded_frames(frames: Sequence[Atoms], max_volume_ratio: float | None) -> list[bool]:
+    """Flag frames whose volume per atom exceeds max_volume_ratio x the trajectory's first.
+
+    An NPT cell the model cannot hold together swells into a gas (8 Si atoms in a 28 A cube was
+    seen): its committee deviation is near zero, so it reads as accurate, and GPAW stalls on it.
+    """
+    if max_volume_ratio is None or not frames:
+        return [False] * len(frames)
+    first = min(frames, key=lambda a: int(a.info.get("step", 0)))
+    reference = first.get_volume() / len(first)
+    return [a.get_volume() / len(a) > max_volume_ratio * reference for a in frames]
+
+
 def structure_descriptor(
     atoms: Atoms, species: Sequence[str], r_max: float = 5.0, bins: int = 50, width: float = 0.1
 ) -> np.ndarray:
@@ -179,6 +192,7 @@ def select_frames(
     min_distance: float,
     strategy: str = "uncertainty",
     seed: int = 0,
+    max_volume_ratio: float | None = None,
 ) -> tuple[list[Atoms], dict[str, Any]]:
     """Classify every explored frame and pick frames for DFT; return picks and a report.
 
@@ -186,6 +200,8 @@ def select_frames(
     trust window from `trust` (system name -> {'lo', 'hi'}). The `uncertainty` strategy picks
     diverse candidates of the trust window; `random` picks uniformly among all explored frames
     (any class), with the same filters: the baseline arm of an active-learning comparison.
+    A frame swollen past `max_volume_ratio` x its trajectory's start volume per atom counts as
+    failed, whatever its deviation, and neither strategy picks it.
     """
     if strategy not in ("uncertainty", "random"):
         raise ValueError(f"select.strategy: unknown {strategy!r}; use uncertainty or random")
@@ -193,19 +209,23 @@ def select_frames(
     candidates: list[tuple[str, Atoms]] = []
     pool: list[tuple[str, Atoms]] = []
     all_devs: list[float] = []
+    expanded: dict[str, int] = {}
     for task, frames in sorted(trajectories.items()):
         counts = {ACCURATE: 0, CANDIDATE: 0, FAILED: 0}
-        for atoms in frames:
+        swollen = expanded_frames(frames, max_volume_ratio)
+        for atoms, too_big in zip(frames, swollen, strict=True):
             window = trust[atoms.info["system"]]
             dev = float(atoms.info["max_force_dev"])
-            kind = classify(dev, window["lo"], window["hi"])
+            kind = FAILED if too_big else classify(dev, window["lo"], window["hi"])
             counts[kind] += 1
             all_devs.append(dev)
             if kind == CANDIDATE and not atoms.info.get("excluded"):
                 candidates.append((task, atoms))
-            if not atoms.info.get("excluded"):
+            if not (atoms.info.get("excluded") or too_big):
                 pool.append((task, atoms))
         per_task[task] = counts
+        if any(swollen):
+            expanded[task] = int(sum(swollen))
     total = {k: sum(c[k] for c in per_task.values()) for k in (ACCURATE, CANDIDATE, FAILED)}
     frames_seen = sum(total.values())
     picks: list[Pick] = []
@@ -265,6 +285,8 @@ def select_frames(
         "fractions": {k: (v / frames_seen if frames_seen else 0.0) for k, v in total.items()},
         "per_task": per_task,
         "candidates": len(candidates),
+        "expanded": expanded,
+        "max_volume_ratio": max_volume_ratio,
         "picked": picked_report,
         "per_species": species_deviation(
             [a for frames in trajectories.values() for a in frames], species

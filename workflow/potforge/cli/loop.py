@@ -70,6 +70,7 @@ def run_select(args: argparse.Namespace) -> int:
         settings["min_descriptor_distance"],
         strategy=settings.get("strategy", "uncertainty"),
         seed=int(settings.get("seed", 0)) + args.iteration,
+        max_volume_ratio=settings.get("max_volume_ratio"),
     )
     for atoms in picked:
         atoms.info["selected_in"] = args.iteration
@@ -85,6 +86,13 @@ def run_select(args: argparse.Namespace) -> int:
     )
     write_frames(args.out, picked)
     write_json(args.report, report)
+    for task, n in report["expanded"].items():
+        print(
+            f"[select] {task}: {n} frames swollen past {report['max_volume_ratio']:g} x the start "
+            "volume per atom counted as failed, never picked (the model does not hold the cell "
+            "together: lower the temperature or raise the pressure of that task)",
+            flush=True,
+        )
     c = report["counts"]
     print(
         f"[select] iteration {args.iteration}: {report['frames']} frames explored: "
