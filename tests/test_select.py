@@ -148,6 +148,13 @@ def test_swollen_cells_count_as_failed_and_are_never_picked():
     picked, report = select_frames(traj, TRUST, ["Si"], 20, 0, 0.0, "random", 0)
     assert report["counts"]["accurate"] == 8 and report["expanded"] == {}
     assert max(p.info["step"] for p in picked) >= 120
+    # the campaign report's selection table says how many failed frames were swollen cells
+    _, guarded = select_frames(traj, TRUST, ["Si"], 20, 0, 0.0, max_volume_ratio=max_ratio)
+    page = fractions_table(Campaign(Path("."), "si", [Iteration(0, select=guarded)]))
+    assert "of them swollen" in page and 'data-key="select.0.swollen">8<' in page
+    assert "of them swollen" not in fractions_table(
+        Campaign(Path("."), "si", [Iteration(0, select=report)])
+    )
 
 
 def test_test_set_frames_and_their_neighbours_are_never_selected():

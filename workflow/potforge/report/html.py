@@ -411,9 +411,11 @@ def picks_by_species(select: dict) -> str:
 def fractions_table(campaign: Campaign) -> str:
     """Accurate/candidate/failed fractions and picks per iteration.
 
-    With more than one species, also the species that drove the picks.
+    With swollen cells, how many of the failed frames they are; with more than one species, also
+    the species that drove the picks.
     """
     many = any(len((it.select or {}).get("per_species") or {}) > 1 for it in campaign.iterations)
+    swollen = any((it.select or {}).get("expanded") for it in campaign.iterations)
     rows = []
     for it in campaign.iterations:
         s = it.select
@@ -424,12 +426,16 @@ def fractions_table(campaign: Campaign) -> str:
         for kind in ("accurate", "candidate", "failed"):
             cells.append(td(format_number(f.get(kind), ".1%"), key=f"select.{it.index}.{kind}"))
             cells.append(td(format_number(c.get(kind), "d")))
+        if swollen:
+            n = sum((s.get("expanded") or {}).values())
+            cells.append(td(format_number(n, "d"), key=f"select.{it.index}.swollen"))
         cells.append(td(len(s.get("picked") or [])))
         if many:
             cells.append(td(picks_by_species(s), cls="text", key=f"select.{it.index}.species"))
         cells += [td(format_number(s.get("converged"))), td(s.get("convergence", ""), cls="text")]
         rows.append(tr(cells))
-    headers = ["iteration", "explored", "accurate", "n", "candidate", "n", "failed", "n", "picked"]
+    headers = ["iteration", "explored", "accurate", "n", "candidate", "n", "failed", "n"]
+    headers += ["of them swollen", "picked"] if swollen else ["picked"]
     headers += ["largest deviation on"] if many else []
     return table([*headers, "converged", "why"], rows)
 
