@@ -95,6 +95,12 @@ BROKEN = {
         lambda c: c.update(dft={"ladder": [{"mixer_beta": 2}]}),
         "dft.ladder[0].mixer_beta: must be <= 1, got 2",
     ),
+    "task starting from an unsampled structure": (
+        lambda c: c["systems"]["si"].update(
+            explore={"tasks": [{"ensemble": "nvt", "temperatures": [900], "start": "molten"}]}
+        ),
+        "systems.si.explore.tasks[0].start: 'molten' needs at least one sampled molten structure",
+    ),
     "unknown ensemble": (
         lambda c: c["systems"]["si"].update(
             explore={"tasks": [{"ensemble": "nve", "temperatures": [300]}]}

@@ -65,3 +65,36 @@ def test_an_exploding_run_keeps_its_frames_and_says_why(tiny_campaign, tmp_path)
     frames = read_frames(tmp_path / "boom" / "trajectory.extxyz")
     assert 1 <= len(frames) and frames[-1].info["step"] <= summary["steps_done"]
     assert read_json(tmp_path / "boom" / "summary.json")["halt_reason"] == summary["halt_reason"]
+
+
+def test_a_task_starts_from_the_sampled_structure_it_names(tiny_campaign, tmp_path):
+    """`start: vacancy` runs MD from the sampled vacancy cell; an unsampled start is named."""
+    import json
+    import subprocess
+
+    from potforge.io import write_frames
+    from potforge.sampling import start_structures, tag_origin, with_vacancy
+    from potforge.structures import diamond
+
+    res = tiny_campaign / "results" / "tiny"
+    models = sorted(str(p) for p in (res / "final" / "committee").glob("member_*/model.nequip.zip"))
+    crystal = diamond()
+    vacancy = tag_origin(with_vacancy(crystal, seed=1), "si", "vacancy", 1)
+    starts = tmp_path / "si.start.extxyz"
+    write_frames(starts, start_structures(crystal, [vacancy]))
+    task = {"temperature": 900.0, "steps": 20, "dump_every": 10, "seed": 2, "start": "vacancy"}
+
+    def explore_cli(task: dict, out: str) -> subprocess.CompletedProcess:
+        cmd = ["potforge", "explore", "--structure", str(starts), "--models", *models]
+        cmd += ["--species", "Si", "--task", json.dumps(task), "--trust-hi", "50"]
+        cmd += ["--out", str(tmp_path / out)]
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    done = explore_cli(task, "vacancy")
+    assert done.returncode == 0, done.stderr
+    frames = read_frames(tmp_path / "vacancy" / "trajectory.extxyz")
+    assert len(frames) == 3 and all(len(a) == 7 for a in frames)
+    refused = explore_cli({**task, "start": "molten"}, "molten")
+    assert refused.returncode != 0
+    assert "exploration start 'molten': no such structure" in refused.stderr
+    assert not (tmp_path / "molten" / "trajectory.extxyz").exists()

@@ -189,3 +189,40 @@ def test_molten_cells_come_from_a_real_classical_run():
     hot.calc = sw
     # 3/2 kT at 1800 K is 0.23 eV/atom; a liquid also holds the latent heat (SW: 0.3 eV/atom).
     assert hot.get_potential_energy() / 16 - e_crystal > 0.4
+
+
+def test_exploration_starts_are_the_crystal_and_one_structure_per_generator():
+    """The start file holds the crystal and the first kept vacancy and molten cells, by name."""
+    from potforge.errors import StructureError
+    from potforge.md.explore import expand_tasks
+    from potforge.sampling import start_frame, start_structures
+
+    config = tiny_config(
+        systems={
+            "si": {
+                "structure": {"prototype": "diamond"},
+                "sample": {
+                    "vacancies": 2,
+                    "disordered": {"count": 0},
+                    "molten": {"count": 1, "supercell": [2, 1, 1]},
+                },
+                "explore": {
+                    "tasks": [
+                        {"ensemble": "nvt", "temperatures": [600]},
+                        {"ensemble": "nvt", "temperatures": [1800], "start": "molten"},
+                    ]
+                },
+            }
+        }
+    )
+    settings = config["systems"]["si"]
+    kept, _ = screen(sample_system("si", diamond(), settings, seed=3), 0.6)
+    starts = start_structures(diamond(), kept)
+    assert [a.info["start"] for a in starts] == ["crystal", "vacancy", "molten"]
+    first_vacancy = next(a for a in kept if a.info["generator"] == "vacancy")
+    assert structure_hash(start_frame(starts, "vacancy")) == structure_hash(first_vacancy)
+    assert len(start_frame(starts, "crystal")) == 8 and len(start_frame(starts, "molten")) == 16
+    with pytest.raises(StructureError, match="exploration start 'surface': no such structure"):
+        start_frame(starts, "surface")
+    names = [t["name"] for t in expand_tasks(settings)]
+    assert names == ["000-nvt-T600", "001-nvt-T1800-molten"]

@@ -279,6 +279,28 @@ def test_keep_epoch_last_runs_every_epoch_and_keeps_the_final_one(si_splits, tmp
         assert torch.equal(kept["state_dict"][name], tensor), name
 
 
+def test_cosine_schedule_decays_the_rate_to_its_floor_whatever_the_validation(si_splits, tmp_path):
+    """lr_schedule: cosine follows its fixed curve; plateau would have kept 0.01 for 4 epochs."""
+    import math
+
+    import torch
+
+    from potforge.train.member import train_member
+
+    settings = {**TINY_TRAIN, "lr_schedule": "cosine", "lr_min_factor": 0.1, "keep_epoch": "last"}
+    train_member(settings, ["Si"], si_splits, tmp_path / "cos", 0, CAMPAIGN_SEED, epochs=4)
+    ckpt = torch.load(tmp_path / "cos" / "last.ckpt", map_location="cpu", weights_only=False)
+    (scheduler,) = ckpt["lr_schedulers"]
+    assert scheduler["T_max"] == 4 and scheduler["eta_min"] == pytest.approx(0.001)
+
+    def cosine(step: int) -> float:
+        return 0.001 + 0.5 * (0.01 - 0.001) * (1 + math.cos(math.pi * step / 4))
+
+    # Lightning saves the last checkpoint just before or just after the final epoch's step
+    lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert any(lr == pytest.approx(cosine(step)) for step in (3, 4)), lr
+
+
 @pytest.mark.slow
 def test_warm_start_refuses_other_species(si_members, hfo_splits, tmp_path):
     from potforge.train.member import train_member

@@ -209,6 +209,15 @@ def _fill_defaults(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> 
             _fill_defaults(item, schema["items"], root)
 
 
+def start_problem(start: str, sample: Mapping[str, Any]) -> str | None:
+    """Return why an exploration task cannot start from `start` given `sample:`, or None."""
+    from potforge.sampling import CRYSTAL_START, generator_count
+
+    if start == CRYSTAL_START or generator_count(sample, start) > 0:
+        return None
+    return f"'{start}' needs at least one sampled {start} structure; sample.{start} makes none"
+
+
 def _check_semantics(config: dict[str, Any]) -> None:
     """Checks JSON Schema cannot express: elements, files, sums and orderings."""
     from ase.data import chemical_symbols
@@ -241,6 +250,9 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 raise ConfigError(
                     f"{where}.explore.tasks[{i}].pressures: only an npt task takes pressures"
                 )
+            problem = start_problem(task.get("start", "crystal"), system["sample"])
+            if problem:
+                raise ConfigError(f"{where}.explore.tasks[{i}].start: {problem}")
     structures = config.get("validate", {}).get("test_set", {}).get("structures", [])
     for i, path in enumerate(structures):
         problem = _file_problem(path)

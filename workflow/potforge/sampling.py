@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,14 @@ from ase.build import surface
 
 from potforge.errors import StructureError
 from potforge.structures import too_close_reason
+
+CRYSTAL_START = "crystal"
+# Where an exploration task may start: the crystal, or the first structure of a generator.
+EXPLORATION_STARTS = (CRYSTAL_START, "vacancy", "molten", "disordered", "surface")
+GENERATORS = (
+    *("bulk", "strain", "shear", "deformation", "rattle"),
+    *("vacancy", "surface", "disordered", "molten"),
+)
 
 
 def tag_origin(atoms: Atoms, system: str, generator: str, seed: int | None, **params: Any) -> Atoms:
@@ -181,19 +189,54 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
     return frames
 
 
+def generator_count(sample: Mapping[str, Any], generator: str) -> int:
+    """Return how many structures one generator of `sample:` makes (before screening)."""
+    counts = {
+        "bulk": 1,
+        "strain": len(sample["strains"]),
+        "shear": len(sample["shear_strains"]),
+        "deformation": sample["deformations"]["count"],
+        "rattle": len(sample["rattle"]["amplitudes"]) * sample["rattle"]["copies"],
+        "vacancy": sample["vacancies"],
+        "surface": int(sample["surface"] is not None),
+        "disordered": sample["disordered"]["count"],
+        "molten": sample["molten"]["count"],
+    }
+    return int(counts[generator])
+
+
 def sample_count(settings: Mapping[str, Any]) -> int:
     """Return how many structures sample_system generates for a system (before screening)."""
-    sample = settings["sample"]
-    return (
-        1
-        + len(sample["strains"])
-        + len(sample["shear_strains"])
-        + sample["deformations"]["count"]
-        + len(sample["rattle"]["amplitudes"]) * sample["rattle"]["copies"]
-        + sample["vacancies"]
-        + (sample["surface"] is not None)
-        + sample["disordered"]["count"]
-        + sample["molten"]["count"]
+    return sum(generator_count(settings["sample"], g) for g in GENERATORS)
+
+
+def start_structures(base: Atoms, kept: Sequence[Atoms]) -> list[Atoms]:
+    """Return the structures exploration may start from: the crystal, then one per generator.
+
+    Each carries `info['start']` (`crystal`, or the generator's name: the first structure that
+    generator made and screening kept), so a task's `start:` key names its frame.
+    """
+    crystal = base.copy()
+    crystal.info = {"start": CRYSTAL_START}
+    out = [crystal]
+    for name in EXPLORATION_STARTS[1:]:
+        first = next((a for a in kept if a.info.get("generator") == name), None)
+        if first is not None:
+            frame = first.copy()
+            frame.info["start"] = name
+            out.append(frame)
+    return out
+
+
+def start_frame(frames: Sequence[Atoms], start: str) -> Atoms:
+    """Return the structure a task starts from (its `start:`), or raise StructureError."""
+    for atoms in frames:
+        if atoms.info.get("start", CRYSTAL_START) == start:
+            return atoms
+    found = sorted({str(a.info.get("start", CRYSTAL_START)) for a in frames})
+    raise StructureError(
+        f"exploration start '{start}': no such structure among the sampled starts {found}; "
+        f"sample at least one {start} structure (sample.{start}) or start from crystal"
     )
 
 

@@ -63,22 +63,29 @@ def hfo2_cubic(a: float | None = None) -> Atoms:
 
 def read_structure(path: str | Path) -> Atoms:
     """Read one periodic structure from any file ASE understands, or raise StructureError."""
+    return read_structure_frames(path, index=0)[0]
+
+
+def read_structure_frames(path: str | Path, index: int | str = ":") -> list[Atoms]:
+    """Read the periodic structures of a file (all by default), or raise StructureError."""
     from ase.io import read
 
     path = Path(path)
     if not path.is_file():
         raise StructureError(f"no such structure file '{path}'")
     try:
-        atoms = read(path)
+        frames = read(path, index=index)
     except Exception as exc:  # ASE raises many types for a broken file
         raise StructureError(f"cannot read '{path}': {type(exc).__name__}: {exc}") from None
-    if isinstance(atoms, list):
-        atoms = atoms[0]
-    if len(atoms) == 0:
-        raise StructureError(f"'{path}' holds no atoms")
-    if not atoms.pbc.all() or atoms.cell.rank < 3:
-        raise StructureError(f"'{path}' is not a 3D periodic cell (pbc={atoms.pbc.tolist()})")
-    return atoms
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        raise StructureError(f"'{path}' holds no structure")
+    for atoms in frames:
+        if len(atoms) == 0:
+            raise StructureError(f"'{path}' holds no atoms")
+        if not atoms.pbc.all() or atoms.cell.rank < 3:
+            raise StructureError(f"'{path}' is not a 3D periodic cell (pbc={atoms.pbc.tolist()})")
+    return frames
 
 
 def starting_structure(spec: Mapping[str, Any]) -> Atoms:

@@ -17,7 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True, help="extxyz of the accepted structures")
     p.add_argument("--rejected", required=True, help="extxyz of structures rejected before DFT")
-    p.add_argument("--start", help="extxyz of the starting crystal (exploration starts here)")
+    p.add_argument(
+        "--start",
+        help="extxyz of the exploration starts: the crystal, one per generator",
+    )
     p.set_defaults(func=run_sample)
 
     p = subparsers.add_parser("label", help="label one chunk of frames with GPAW")
@@ -51,15 +54,15 @@ def _log(msg: str) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     """Generate, screen and write one system's starting structures."""
-    from potforge.sampling import sample_system, screen
+    from potforge.sampling import sample_system, screen, start_structures
     from potforge.structures import starting_structure
 
     settings = json.loads(args.settings)
     base = starting_structure(settings["structure"])
-    if args.start:
-        write_frames(args.start, [base])
     frames = sample_system(args.system, base, settings, args.seed)
     kept, rejected = screen(frames, settings["min_distance_fraction"])
+    if args.start:
+        write_frames(args.start, start_structures(base, kept))
     for atoms in rejected:
         _log(
             f"[sample] {args.system}: rejected {atoms.info['origin']}: "

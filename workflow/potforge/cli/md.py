@@ -46,8 +46,9 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_explore(args: argparse.Namespace) -> int:
     """Run one exploration task and print its summary as JSON."""
-    from potforge.md.explore import explore
-    from potforge.structures import read_structure
+    from potforge.md.explore import explore, resolve_task
+    from potforge.sampling import start_frame
+    from potforge.structures import read_structure_frames
 
     try:
         task = json.loads(args.task)
@@ -56,7 +57,7 @@ def run_explore(args: argparse.Namespace) -> int:
     if not isinstance(task, dict):
         raise ExplorationError(f"--task: must be a JSON object, got {args.task!r}")
     summary = explore(
-        read_structure(args.structure),
+        start_frame(read_structure_frames(args.structure), resolve_task(task)["start"]),
         args.models,
         args.species,
         task,

@@ -23,6 +23,7 @@ from potforge.errors import ExplorationError, ModelError
 from potforge.io import write_frames, write_json
 from potforge.md.lammps_input import PAIR_VECTOR, THERMO_COLUMNS, exploration_input
 from potforge.pmi import drop_stale_pmi
+from potforge.sampling import CRYSTAL_START, EXPLORATION_STARTS
 
 # Defaults of one task; `temperature` is the only key without one.
 TASK_DEFAULTS: dict[str, Any] = {
@@ -39,6 +40,7 @@ TASK_DEFAULTS: dict[str, Any] = {
     "npt_coupling": "iso",
     "halt_factor": 1.5,
     "min_distance_fraction": 0.6,
+    "start": CRYSTAL_START,
 }
 
 
@@ -64,6 +66,7 @@ def resolve_task(task: Mapping[str, Any]) -> dict[str, Any]:
         (out["npt_coupling"] in ("iso", "aniso", "tri"), "npt_coupling: iso, aniso or tri"),
         (float(out["halt_factor"]) > 0, "halt_factor must be > 0"),
         (float(out["min_distance_fraction"]) >= 0, "min_distance_fraction must be >= 0"),
+        (out["start"] in EXPLORATION_STARTS, f"start: one of {', '.join(EXPLORATION_STARTS)}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -97,8 +100,10 @@ def expand_tasks(system: Mapping[str, Any], iteration: int = 0, seed: int = 0) -
     for group in explore["tasks"]:
         pressures = group.get("pressures", [0.0]) if group["ensemble"] == "npt" else [0.0]
         for temp, press in itertools.product(group["temperatures"], pressures):
+            start = group.get("start", CRYSTAL_START)
             task = {
                 **shared,
+                "start": start,
                 "ensemble": group["ensemble"],
                 "temperature": temp,
                 "steps": max(1, round(group.get("steps", 1000) * growth)),
@@ -108,6 +113,8 @@ def expand_tasks(system: Mapping[str, Any], iteration: int = 0, seed: int = 0) -
             if group["ensemble"] == "npt":
                 task["pressure"] = press
                 name += f"-P{press:g}"
+            if start != CRYSTAL_START:
+                name += f"-{start}"
             task["name"] = f"{len(tasks):03d}-{name}"
             tasks.append(resolve_task(task))
     return tasks

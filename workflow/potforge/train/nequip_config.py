@@ -220,18 +220,38 @@ def render_config(
             "val_metrics": metrics,
             "test_metrics": "${training_module.val_metrics}",
             "optimizer": {"_target_": "torch.optim.Adam", "lr": settings["learning_rate"]},
-            "lr_scheduler": {
-                "scheduler": {
-                    "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
-                    "factor": settings["lr_factor"],
-                    "patience": settings["lr_patience"],
-                },
-                "monitor": MONITOR,
-                "interval": "epoch",
-                "frequency": 1,
-            },
+            "lr_scheduler": _lr_scheduler(settings, epochs),
             "model": model,
         },
+    }
+
+
+def _lr_scheduler(settings: Mapping[str, Any], epochs: int) -> dict[str, Any]:
+    """The learning-rate schedule: on the validation plateau, or cosine to zero over the epochs.
+
+    `plateau` halves the rate when the validation loss stalls, so on a split of a frame or two
+    the rate follows noise; `cosine` decays it by a fixed curve from `learning_rate` to
+    `learning_rate * lr_min_factor` at the last epoch, whatever the validation says.
+    """
+    if settings.get("lr_schedule", "plateau") == "cosine":
+        return {
+            "scheduler": {
+                "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+                "T_max": max(1, int(epochs)),
+                "eta_min": settings["learning_rate"] * settings.get("lr_min_factor", 0.01),
+            },
+            "interval": "epoch",
+            "frequency": 1,
+        }
+    return {
+        "scheduler": {
+            "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+            "factor": settings["lr_factor"],
+            "patience": settings["lr_patience"],
+        },
+        "monitor": MONITOR,
+        "interval": "epoch",
+        "frequency": 1,
     }
 
 
