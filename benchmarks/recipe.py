@@ -9,6 +9,13 @@ process); the others override keys of its `train:` section.
     python benchmarks/recipe.py --campaign results/si-quick \\
         --arm 'energy100={"loss": {"energy": 100}}' --arm 'epochs300={"epochs": 300}'
 
+An arm may also add data: `"extra_deformations": N` appends N more random deformations of the
+system's sample cell (the config's `sample.deformations` settings, seeds the campaign never
+drew), labelled by GPAW at the campaign's protocol, to the training split; the validation and
+test splits and the independent test set stay the same. An arm with `"warm": true` starts
+member K from the campaign's previous-iteration member K (its package) and trains
+`warm_epochs`, as the loop does; every other arm trains from scratch for `epochs`.
+
 Writes benchmarks/results/recipe.json (or --result FILE) and prints a table: force and energy
 RMSE on the independent frames, per origin, and the property rows (model error against DFT).
 """
@@ -47,6 +54,39 @@ def potforge(*args: str, log: Path) -> None:
         raise SystemExit(f"potforge {args[0]} failed (exit {proc.returncode}); {log}:\n{tail}")
 
 
+EXTRA_SEED = 424242  # seeds of the extra deformations: not the campaign's sampling stream
+
+
+def with_extra_deformations(config: dict, data: Path, count: int, store: Path, out: Path) -> Path:
+    """Return a copy of the dataset folder whose training split has `count` more deformations."""
+    import numpy as np
+
+    from potforge.dft.label import label_frames
+    from potforge.io import read_frames, write_frames
+    from potforge.sampling import deformed, tag_origin
+    from potforge.structures import starting_structure
+
+    target = out / f"data_extra_deformations_{count}"
+    if (target / "train.extxyz").is_file():
+        return target
+    frames = []
+    rng = np.random.default_rng(EXTRA_SEED)
+    for name, system in config["systems"].items():
+        cell = starting_structure(system["structure"]).repeat(system["sample"]["supercell"])
+        settings = system["sample"]["deformations"]
+        for _ in range(count):
+            seed = int(rng.integers(2**31))
+            atoms = deformed(cell, settings["max_strain"], settings["rattle"], seed)
+            frames.append(tag_origin(atoms, name, "deformation", seed, extra=True))
+    print(f"[recipe] labelling {len(frames)} extra deformations", flush=True)
+    report = label_frames(frames, config["dft"], store, ranks=2, log=lambda _: None)
+    target.mkdir(parents=True, exist_ok=True)
+    for split in ("validation", "test"):
+        write_frames(target / f"{split}.extxyz", read_frames(data / f"{split}.extxyz"))
+    write_frames(target / "train.extxyz", read_frames(data / "train.extxyz") + report.labelled)
+    return target
+
+
 def run_arm(
     name: str,
     train: dict,
@@ -56,21 +96,33 @@ def run_arm(
     out: Path,
     threads: int,
     members_trained: int | None = None,
+    extra_deformations: int = 0,
+    warm_from_previous: bool = False,
 ) -> dict:
     """Train one arm's committee from scratch, package it, validate it; return the record."""
     from potforge.config import model_species
+    from potforge.io import read_frames
 
     species = model_species(config)
     arm_dir = out / name
     arm_dir.mkdir(parents=True, exist_ok=True)
     log = arm_dir / "log.txt"
     data = campaign / f"iter_{iteration:03d}" / "dataset"
+    if extra_deformations:
+        data = with_extra_deformations(
+            config, data, extra_deformations, campaign / "dft_store", out
+        )
     check = campaign / "validation" / "protocol_check.json"
     members, start = [], time.perf_counter()
     count = members_trained or int(train["committee"])
     for k in range(count):
         member = arm_dir / f"member_{k}"
         print(f"[recipe] {name}: member {k}", flush=True)
+        warm: list[str] = []
+        if warm_from_previous and iteration > 0:
+            previous = campaign / f"iter_{iteration - 1:03d}" / "train" / f"member_{k}"
+            warm = ["--init", str(previous / "model.nequip.zip")]
+            warm += ["--epochs", str(train["warm_epochs"])]
         potforge(
             "train-member",
             "--train-settings",
@@ -89,6 +141,7 @@ def run_arm(
             str(member),
             "--protocol-check",
             str(check),
+            *warm,
             log=log,
         )
         potforge(
@@ -131,6 +184,9 @@ def run_arm(
     ts = result["test_set"]
     return {
         "train": train,
+        "extra_deformations": extra_deformations,
+        "warm": warm_from_previous,
+        "train_frames": len(read_frames(data / "train.extxyz")),
         "train_and_package_s": round(train_s, 1),
         "best_epochs": [
             json.loads((arm_dir / f"member_{k}" / "metrics.json").read_text()).get("best_epoch")
@@ -185,9 +241,21 @@ def main() -> None:
         arms[name] = json.loads(text)
     records = {}
     for name, override in arms.items():
-        train = merged(config["train"], override)
+        extra = int(override.get("extra_deformations", 0))
+        warm = bool(override.get("warm", False))
+        data_keys = ("extra_deformations", "warm")
+        train = merged(config["train"], {k: v for k, v in override.items() if k not in data_keys})
         records[name] = run_arm(
-            name, train, config, campaign, iteration, args.out, args.threads, args.members
+            name,
+            train,
+            config,
+            campaign,
+            iteration,
+            args.out,
+            args.threads,
+            args.members,
+            extra,
+            warm,
         )
         records[name]["override"] = override
     keys = sorted({k for r in records.values() for k in r["properties"]})
