@@ -667,6 +667,21 @@ def test_a_diverging_member_is_retried_once_at_a_tenth_of_the_learning_rate(si_f
     assert (out / "best.ckpt").is_file()
 
 
+def test_divergence_names_a_blown_up_or_frozen_validation_loss_and_passes_a_healthy_one():
+    from potforge.train.member import FROZEN_EPOCHS, divergence
+
+    healthy = [14.9, 6.7, 0.58, 0.41, 0.41 + 1e-9, 0.39, 0.40, 0.33]
+    assert divergence(healthy) is None
+    assert "nan" in divergence([3.0, float("nan")])
+    assert "over 20 times" in divergence([1.0, 0.5, 25.0])
+    frozen = [14.9, 6.7] + [0.5787] * FROZEN_EPOCHS
+    assert divergence(frozen) == (
+        f"validation loss frozen at 0.5787 for epochs 3-{2 + FROZEN_EPOCHS} "
+        "(the network stopped learning)"
+    )
+    assert divergence(frozen[:-1]) is None  # one epoch short of frozen
+
+
 def test_a_member_that_diverges_twice_stops_and_leaves_no_checkpoint(si_frames, tmp_path):
     from potforge.errors import TrainingError
 

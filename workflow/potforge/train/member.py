@@ -36,6 +36,7 @@ BEST_CHECKPOINT = "best.ckpt"
 VAL_FORCE_MAE = "val0_epoch/forces_mae"
 RETRY_LR_FACTOR = 10.0  # a diverged member is retried once at a tenth of the learning rate
 EXPLODED_FACTOR = 20.0  # validation loss above this multiple of epoch 1's: diverged
+FROZEN_EPOCHS = 4  # this many epochs in a row with the same validation loss: the network died
 
 
 def training_device() -> str:
@@ -111,8 +112,11 @@ def validation_curve(out_dir: str | Path, metric: str = VAL_FORCE_MAE) -> list[f
 def divergence(curve: Sequence[float]) -> str | None:
     """Say how a validation-loss curve diverged, or None when it did not.
 
-    Diverged: an epoch's loss is not finite, or exceeds EXPLODED_FACTOR times the first epoch's
-    (healthy runs measured here peak at 1.5 times their first epoch).
+    Diverged: an epoch's loss is not finite, exceeds EXPLODED_FACTOR times the first epoch's
+    (healthy runs measured here peak at 1.5 times their first epoch), or stays bit-identical for
+    FROZEN_EPOCHS epochs in a row: the step was so large that the network died (constant output,
+    zero gradients), seen at learning rate 1 on 2-atom Si cells. Adam moves a live network's
+    weights every step, so its validation loss never repeats exactly.
     """
     for epoch, value in enumerate(curve, start=1):
         if not math.isfinite(value):
@@ -121,6 +125,12 @@ def divergence(curve: Sequence[float]) -> str | None:
             return (
                 f"validation loss {value:.3g} at epoch {epoch}, over {EXPLODED_FACTOR:g} times "
                 f"epoch 1's {curve[0]:.3g}"
+            )
+        first = epoch - FROZEN_EPOCHS
+        if first >= 0 and len(set(curve[first:epoch])) == 1:
+            return (
+                f"validation loss frozen at {value:.6g} for epochs {first + 1}-{epoch} "
+                "(the network stopped learning)"
             )
     return None
 
