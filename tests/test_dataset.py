@@ -110,3 +110,36 @@ def test_too_many_quarantined_frames_stop_the_run_with_a_clear_message(si_frames
     check_failed_fraction(good, bad[:0], iteration=0, limit=0.1)
     with pytest.raises(LabelError, match=r"iteration 0: 2 of 10 frames quarantined \(20%\)"):
         check_failed_fraction(good, bad, iteration=0, limit=0.1)
+
+
+def test_hashes_that_look_like_numbers_are_kept_as_text_through_xyz_and_database(
+    si_frames, tmp_path
+):
+    from potforge.hashing import readable_digest, structure_hash
+    from potforge.io import read_frames, write_frames
+
+    assert readable_digest("0135566688143342") == "x0135566688143342"
+    assert readable_digest("0123456789e12345") == "x0123456789e12345"
+    assert readable_digest("0135566688a43342") == "0135566688a43342"
+    old, unnamed = _copies(si_frames[:2])
+    # a label written before readable_digest: its hashes are all digits
+    old.info.update(
+        structure_hash="0135566688143342",
+        dft_hash="012345678901",
+        frame_id="0135566688143342-012345678901",
+    )
+    unnamed.info.pop("frame_id", None)
+    unnamed.info["structure_hash"] = "0123456789e12345"
+    path = tmp_path / "labels.extxyz"
+    write_frames(path, [old, unnamed])
+    back = read_frames(path)
+    assert back[0].info["structure_hash"] == "x0135566688143342"
+    assert back[0].info["dft_hash"] == "x012345678901"
+    assert back[1].info["structure_hash"] == structure_hash(unnamed)
+    summary = build_dataset(back, [], SPLIT, tmp_path / "dataset")
+    assert summary["frames"] == 2
+    with connect(tmp_path / "dataset" / "ase.db") as db:
+        assert {row.structure_hash for row in db.select()} == {
+            "x0135566688143342",
+            structure_hash(unnamed),
+        }

@@ -21,13 +21,28 @@ def structure_hash(atoms: Atoms, decimals: int = 5) -> str:
     h.update(np.round(scaled, decimals).astype(np.float64).tobytes())
     h.update(np.round(atoms.cell.array, decimals).astype(np.float64).tobytes())
     h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
-    return h.hexdigest()[:16]
+    return readable_digest(h.hexdigest()[:16])
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:
     """Return a 12-hex-digit hash of a JSON-serialisable settings mapping."""
     text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return readable_digest(hashlib.sha256(text.encode()).hexdigest()[:12])
+
+
+def readable_digest(digest: str) -> str:
+    """Return a hex digest as text no reader takes for a number: 'x' before one that parses.
+
+    About 1 in 600 16-digit digests is all decimal digits ('0135566688143342') or digits around
+    one 'e' ('0123456789e12345'): extended XYZ reads those back as numbers (leading zeros lost)
+    and an ASE database refuses them as strings. 'x' is no hex digit, so the map stays one-to-one
+    and every other digest is unchanged.
+    """
+    try:
+        float(digest)
+    except ValueError:
+        return digest
+    return f"x{digest}"
 
 
 def split_of(key: str, fractions: Mapping[str, float]) -> str:

@@ -81,13 +81,41 @@ def read_frames(path: str | Path) -> list[Atoms]:
     if path.stat().st_size == 0:
         return []
     try:
-        return list(read(path, index=":", format="extxyz"))
+        frames = list(read(path, index=":", format="extxyz"))
     except (OSError, ValueError, RuntimeError, AttributeError, IndexError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise StructureError(
             f"{path}: cannot read extended XYZ ({type(exc).__name__}: {first}); the file is "
             "truncated or corrupt: delete it and rerun the step that writes it"
         ) from None
+    for atoms in frames:
+        restore_hashes(atoms)
+    return frames
+
+
+def restore_hashes(atoms: Atoms) -> Atoms:
+    """Give back, as strings, the hashes that extended XYZ parsed as numbers.
+
+    ASE reads `structure_hash=0135566688143342` as an integer (leading zero lost) and
+    `0123456789e12345` as a float, quoted or not; one such label stopped a campaign's dataset
+    step. New hashes never look like numbers (hashing.readable_digest); older labels get theirs
+    back from `frame_id` (`<structure>-<protocol>`, never a number), in the readable form.
+    """
+    from potforge.hashing import readable_digest, structure_hash
+
+    fid = atoms.info.get("frame_id")
+    parts = fid.split("-", 1) if isinstance(fid, str) and "-" in fid else None
+    for index, key in enumerate(("structure_hash", "dft_hash")):
+        value = atoms.info.get(key)
+        if value is None or isinstance(value, str):
+            continue
+        if parts is not None:
+            atoms.info[key] = readable_digest(parts[index])
+        elif key == "structure_hash":
+            atoms.info[key] = structure_hash(atoms)
+        else:
+            del atoms.info[key]  # no frame_id to take it from
+    return atoms
 
 
 def read_trajectories(paths: Sequence[str | Path]) -> dict[str, list[Atoms]]:
