@@ -14,6 +14,7 @@ from typing import Any
 from ase import Atoms
 
 from potforge.errors import DiskFullError
+from potforge.hashing import readable_digest, structure_hash
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -101,8 +102,6 @@ def restore_hashes(atoms: Atoms) -> Atoms:
     step. New hashes never look like numbers (hashing.readable_digest); older labels get theirs
     back from `frame_id` (`<structure>-<protocol>`, never a number), in the readable form.
     """
-    from potforge.hashing import readable_digest, structure_hash
-
     fid = atoms.info.get("frame_id")
     parts = fid.split("-", 1) if isinstance(fid, str) and "-" in fid else None
     for index, key in enumerate(("structure_hash", "dft_hash")):
