@@ -16,7 +16,9 @@ test splits and the independent test set stay the same. An arm with `"warm": tru
 member K from the campaign's previous-iteration member K (its package) and trains
 `warm_epochs`, as the loop does; every other arm trains from scratch for `epochs`.
 
-Writes benchmarks/results/recipe.json (or --result FILE) and prints a table: force and energy
+`--no-baseline` skips the config's own recipe when the campaign's own final committee (its
+final/validation.json) serves as the reference. Writes benchmarks/results/recipe.json (or
+--result FILE) after every arm, and prints a table: force and energy
 RMSE on the independent frames, per origin, and the property rows (model error against DFT).
 """
 
@@ -226,6 +228,11 @@ def main() -> None:
     parser.add_argument(
         "--members", type=int, help="members trained per arm (default: the config's committee)"
     )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the config's own recipe (compare against the campaign's own committee)",
+    )
     args = parser.parse_args()
     config = load_config(args.config)
     campaign = args.campaign.resolve()
@@ -235,7 +242,7 @@ def main() -> None:
     iteration = args.iteration
     if iteration is None:
         iteration = int(iterations[-1].parents[1].name.removeprefix("iter_"))
-    arms = {"baseline": {}}
+    arms = {} if args.no_baseline else {"baseline": {}}
     for spec in args.arm:
         name, _, text = spec.partition("=")
         arms[name] = json.loads(text)
@@ -258,6 +265,7 @@ def main() -> None:
             warm,
         )
         records[name]["override"] = override
+        write_result(args, campaign, iteration, records)  # nothing lost if a later arm fails
     keys = sorted({k for r in records.values() for k in r["properties"]})
     origins = sorted({k for r in records.values() for k in r["per_origin_force_rmse"]})
     print(f"{'arm':<16}{'F eV/A':>9}{'E meV':>8}{'passed':>8}{'s':>7}  " + "  ".join(keys))
@@ -274,6 +282,13 @@ def main() -> None:
         print(
             f"{name:<16}" + " ".join(f"{r['per_origin_force_rmse'].get(o, 0):.3f}" for o in origins)
         )
+    print(f"written: {args.result}")
+
+
+def write_result(
+    args: argparse.Namespace, campaign: Path, iteration: int, records: dict[str, dict]
+) -> None:
+    """Write the arms finished so far to --result."""
     out = {
         "campaign": str(campaign.relative_to(ROOT))
         if campaign.is_relative_to(ROOT)
@@ -286,7 +301,6 @@ def main() -> None:
     }
     args.result.parent.mkdir(parents=True, exist_ok=True)
     args.result.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"written: {args.result}")
 
 
 if __name__ == "__main__":
