@@ -19,7 +19,11 @@ rule train_member:
         "results/{campaign}/logs/iter_{iter}/train/member_{member}.benchmark.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    # One thread: these small models do not scale with threads on a CPU (a member on the default
+    # campaign's final data: 31.3 s with 1 thread, 30.5 s with 2; two 1-thread members side by
+    # side: 33-36 s each), so two members at once train a committee in about 2/3 of the wall.
+    # Cluster profiles set their own (set-threads).
+    threads: 1
     resources:
         mem_mb=lambda wc, attempt: 8000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
