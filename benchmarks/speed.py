@@ -8,9 +8,10 @@ file says why) on this machine, from nothing:
   speed issue started from) runs its own `snakemake --profile profiles/local --configfile
   benchmarks/speed_config.yaml` with its own package (PYTHONPATH) in the current .venv;
 - new: this tree runs `snakemake --profile profiles/local loop` on the same file plus
-  `train.keep_epoch: last` (NEW_RUN_TRAIN says why): the same loop (sample, label, train, explore, select up to the
-  iteration cap, the final committee compiled for LAMMPS) without stage 7 (the independent test
-  set, DFT references, property and MD checks), which the baseline did not have.
+  `train.keep_epoch: last` (NEW_RUN_TRAIN says why): the same loop (sample, label, train,
+  explore, select up to the iteration cap, the final committee compiled for LAMMPS) without
+  stage 7 (the independent test set, DFT references, property and MD checks), which the
+  baseline did not have.
 
 Each run gets a fresh inductor cache. Writes benchmarks/results/speed.json: both walls and their
 ratio, job seconds per rule, the compile share of job seconds, CPU utilisation per stage (from
