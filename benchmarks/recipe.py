@@ -246,6 +246,8 @@ def main() -> None:
     for spec in args.arm:
         name, _, text = spec.partition("=")
         arms[name] = json.loads(text)
+    if not arms:
+        parser.error("--no-baseline needs at least one --arm")
     records = {}
     for name, override in arms.items():
         extra = int(override.get("extra_deformations", 0))

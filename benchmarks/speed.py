@@ -155,6 +155,8 @@ def run_both(commit: str, scratch: Path) -> tuple[tuple[Path, float, Path], tupl
     if (ROOT / "results" / campaign).exists():
         raise SystemExit(f"results/{campaign} exists: move it away for a from-scratch run")
     clone = scratch / "baseline"
+    if clone.exists():
+        raise SystemExit(f"{clone} exists (an earlier baseline): move it away or pick --scratch")
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     subprocess.run(["git", "checkout", "-q", commit], cwd=clone, check=True)
     # The same file for both; the baseline's own schema check rejects any key it does not know.
