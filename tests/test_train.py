@@ -346,6 +346,72 @@ def test_deploy_again_is_served_from_cache(si_members, si_compiled):
 
 
 @pytest.mark.slow
+def test_a_sibling_compiled_model_with_swapped_weights_is_the_member(
+    si_members, si_compiled, si_frames
+):
+    """Member 1 deployed from member 0's compiled code: its own model to 1e-5, no compile."""
+    from potforge.train.deploy import deploy_member
+    from potforge.train.models import load_model, predict
+
+    _, cache = si_compiled
+    messages = []
+    report = deploy_member(
+        si_members[1], ["ase"], cache_dir=cache, template=si_members[0], log=messages.append
+    )
+    entry = report["artefacts"]["ase"]
+    assert entry["how"] == "weight swap" and not entry["cached"], messages
+    assert entry["template"] == str(si_members[0].resolve() / "model.ase.nequip.pt2")
+    frames = _big_frames(si_frames)
+    swapped = predict(load_model(entry["path"]), frames)
+    own = predict(load_model(si_members[1] / "best.ckpt"), frames)
+    template = predict(load_model(si_members[0] / "best.ckpt"), frames)
+    natoms = np.array([len(f) for f in frames])
+    assert np.abs((swapped.energies - own.energies) / natoms).max() < 1e-5
+    assert max(np.abs(a - b).max() for a, b in zip(swapped.forces, own.forces, strict=True)) < 1e-4
+    # the members differ, so agreeing with member 1 is not agreeing with member 0
+    assert (
+        max(np.abs(a - b).max() for a, b in zip(swapped.forces, template.forces, strict=True))
+        > 1e-3
+    )
+
+
+@pytest.mark.slow
+def test_weight_swap_refuses_what_the_compiled_code_does_not_fit(si_members, si_compiled):
+    from potforge.train.weight_swap import (
+        WeightSwapError,
+        constants_region,
+        library_of,
+        model_tensors,
+        patched_library,
+    )
+
+    report, _ = si_compiled
+    library = library_of(Path(report["artefacts"]["ase"]["path"]))
+    start, end = constants_region(library)
+    assert 0 < start < end <= len(library)
+    template = model_tensors(report["artefacts"]["package"]["path"])
+    other = model_tensors(si_members[1] / "best.ckpt")
+    patched, counts = patched_library(library, template, other)
+    assert counts["swapped"] > 0 and len(patched) == len(library)
+    assert patched[:start] == library[:start] and patched[end:] == library[end:]
+    with pytest.raises(WeightSwapError, match="different tensors"):
+        patched_library(
+            library, template, {k: v for k, v in other.items() if k != next(iter(other))}
+        )
+    name = next(k for k, v in other.items() if v.ndim == 2 and v.size > 1)
+    with pytest.raises(WeightSwapError, match=f"{name}: float32"):
+        patched_library(library, template, {**other, name: other[name][:, :1].copy()})
+    # a tensor the compiler folded into the code (not a weight of the blob) cannot be swapped
+    masks = [k for k, v in template.items() if k.endswith("output_mask")]
+    assert masks
+    changed = {**other, masks[0]: template[masks[0]] * 0.5}
+    with pytest.raises(WeightSwapError, match=f"{masks[0]} differs .* found nowhere"):
+        patched_library(library, template, changed)
+    with pytest.raises(WeightSwapError, match="not a 64-bit"):
+        constants_region(b"not an ELF file at all")
+
+
+@pytest.mark.slow
 def test_compiled_model_refuses_float32_inputs(si_compiled, si_frames):
     from potforge.train.models import graph_of_frames, load_model
 

@@ -154,6 +154,23 @@ def member_epochs(wildcards):
     return config["train"]["warm_epochs" if warm else "epochs"]
 
 
+def deploy_template(wildcards):
+    """Member 0's compiled model and package, for members 1.. to reuse (none for member 0).
+
+    Members of one committee share architecture and data statistics, so their compiled models
+    differ only in the weights: a swap in seconds instead of a compile (train/weight_swap.py).
+    """
+    if int(wildcards.member) == 0:
+        return []
+    base = member_dir(wildcards.campaign, iteration(wildcards), 0)
+    return [f"{base}/model.pair_nequip.nequip.pt2", f"{base}/model.nequip.zip"]
+
+
+def template_option(wildcards, input):
+    """The deploy command's --template-dir option (member 0's folder, for members 1..)."""
+    return f"--template-dir {Path(input.template[0]).parent}" if input.template else ""
+
+
 def committee_files(name):
     """Input function: one file of every member of this iteration's committee."""
 

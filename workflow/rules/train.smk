@@ -69,11 +69,14 @@ rule package_member:
 
 
 # AOTInductor compile for LAMMPS (about a minute per member on a CPU): needed by the final
-# committee, and by exploration only when loop.explore_models is `compiled`.
+# committee, and by exploration only when loop.explore_models is `compiled`. Member 0 compiles;
+# the others reuse its compiled code with their own weights (seconds), checked against their
+# own model, and compile only where that does not fit.
 rule deploy_member:
     input:
         ckpt="results/{campaign}/iter_{iter}/train/member_{member}/best.ckpt",
         package="results/{campaign}/iter_{iter}/train/member_{member}/model.nequip.zip",
+        template=deploy_template,
     output:
         lammps="results/{campaign}/iter_{iter}/train/member_{member}/model.pair_nequip.nequip.pt2",
         report="results/{campaign}/iter_{iter}/train/member_{member}/deploy.json",
@@ -90,9 +93,11 @@ rule deploy_member:
     params:
         member_dir=subpath(input.ckpt, parent=True),
         cache="results/{campaign}/model_cache",
+        template=template_option,
     shell:
         "potforge deploy --member-dir {params.member_dir} --targets pair_nequip"
-        " --cache-dir {params.cache} --threads {threads} --report {output.report} > {log} 2>&1"
+        " --cache-dir {params.cache} --threads {threads} {params.template}"
+        " --report {output.report} > {log} 2>&1"
 
 
 rule committee:

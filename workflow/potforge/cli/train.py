@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if available")
     p.add_argument("--threads", type=int, default=1, help="compiler and torch threads")
     p.add_argument("--report", help="write what was built or reused as JSON here")
+    p.add_argument(
+        "--template-dir",
+        help="a sibling member folder already compiled: reuse its compiled code with this "
+        "member's weights where it fits (checked against the member's own model)",
+    )
     p.set_defaults(func=run_deploy)
 
     p = subparsers.add_parser("committee", help="committee errors on the test split (JSON)")
@@ -131,6 +136,7 @@ def run_deploy(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         device=args.device,
         threads=args.threads,
+        template=args.template_dir,
     )
     if args.report:
         write_json(args.report, report)

@@ -2,7 +2,10 @@
 
 Compiling costs about a minute on a CPU, so every artefact is cached by a content key (checkpoint
 bytes, target, device, torch and nequip versions, CPU instruction set) in a cache folder of the
-results tree: deploying an unchanged checkpoint again copies the cached file instead.
+results tree: deploying an unchanged checkpoint again copies the cached file instead. Given a
+sibling member already compiled for a target (`template`), a member's compiled model is that
+model with its weights swapped in (potforge.train.weight_swap), checked against the member's own
+model; a compile runs only when the swap does not fit.
 """
 
 from __future__ import annotations
@@ -88,8 +91,14 @@ def deploy_member(
     cache_dir: str | Path | None = None,
     device: str | None = None,
     threads: int = 1,
+    template: str | Path | None = None,
+    log: Any = print,
 ) -> dict[str, Any]:
-    """Package a member's best.ckpt, compile it for each target; report what was built or reused."""
+    """Package a member's best.ckpt, compile it for each target; report what was built or reused.
+
+    `template`: a sibling member folder (same architecture and data) whose compiled models are
+    reused with this member's weights where they fit.
+    """
     from potforge.train.member import training_device
 
     member_dir = Path(member_dir).resolve()
@@ -120,8 +129,16 @@ def deploy_member(
 
         example = _example_graph(member_dir) if targets else None
         for target in targets:
+            method = {"how": "compile"}
 
-            def _compile(dest: Path, target: str = target) -> None:
+            def _compile(dest: Path, target: str = target, method: dict = method) -> None:
+                if template is not None and device == "cpu":
+                    swapped = _swap_from(
+                        Path(template), target, package, dest, member_dir, log, threads
+                    )
+                    if swapped is not None:
+                        method.update(how="weight swap", **swapped)
+                        return
                 tmp = dest.with_name(f".{dest.name}.building.nequip.pt2")
                 cmd = [
                     nequip_script("nequip-compile"),
@@ -144,18 +161,54 @@ def deploy_member(
             path, hit = _from_cache_or_build(
                 key, ".nequip.pt2", member_dir / compiled_name(target), cache, _compile
             )
-            report["artefacts"][target] = _entry(path, hit, start)
+            how = {"how": "cache"} if hit else method
+            report["artefacts"][target] = {**_entry(path, hit, start), **how}
     finally:
         clear_scratch(member_dir)
     return report
 
 
-def _example_graph(member_dir: Path) -> Path:
-    """Write a member's tracing example (from its training file) into its scratch folder."""
-    import yaml
+def _swap_from(
+    template: Path,
+    target: str,
+    package: Path,
+    dest: Path,
+    member_dir: Path,
+    log: Any,
+    threads: int,
+) -> dict[str, Any] | None:
+    """Build `dest` from the template's compiled model and this member's weights; None: no fit."""
+    import torch
 
+    from potforge.train.weight_swap import WeightSwapError, swap_weights
+
+    torch.set_num_threads(threads)
+    compiled, source = template.resolve() / compiled_name(target), template.resolve() / PACKAGE_NAME
+    if not (compiled.is_file() and source.is_file()):
+        log(f"[deploy] {template}: no compiled {target} model and package to reuse; compiling")
+        return None
+    try:
+        report = swap_weights(compiled, source, package, dest, _check_frames(member_dir))
+    except WeightSwapError as exc:
+        log(f"[deploy] weight swap from {template} does not fit ({exc}); compiling")
+        return None
+    log(
+        f"[deploy] {target}: weights swapped into {compiled} ({report['swapped']} tensors); "
+        f"largest gap to the member's own model {report['max_gap']['force_ev_per_a']:.1e} eV/A"
+    )
+    return {"template": str(compiled), "max_gap": report["max_gap"]}
+
+
+def _check_frames(member_dir: Path) -> list[Any]:
+    """Up to three training frames of a member, to check a deployed model against its own."""
     from potforge.io import read_frames
-    from potforge.train.compile_data import write_compile_data
+
+    return read_frames(_member_config(member_dir)[1])[:3]
+
+
+def _member_config(member_dir: Path) -> tuple[dict[str, Any], Path]:
+    """A member's NequIP config and the training file it names (both must exist)."""
+    import yaml
 
     config_path = member_dir / f"{CONFIG_NAME}.yaml"
     if not config_path.is_file():
@@ -168,6 +221,15 @@ def _example_graph(member_dir: Path) -> Path:
         raise TrainingError(
             f"{train_file}: the member's training file is gone; rerun the dataset stage"
         )
+    return config, train_file
+
+
+def _example_graph(member_dir: Path) -> Path:
+    """Write a member's tracing example (from its training file) into its scratch folder."""
+    from potforge.io import read_frames
+    from potforge.train.compile_data import write_compile_data
+
+    config, train_file = _member_config(member_dir)
     frame = read_frames(train_file)[0]
     out = member_dir / ".tmp" / "compile_example.pt"
     return write_compile_data(frame, config["model_type_names"], config["cutoff_radius"], out)
