@@ -14,8 +14,9 @@ file says why) on this machine, from nothing:
   baseline did not have.
 
 Each run gets a fresh inductor cache. Writes benchmarks/results/speed.json: both walls and their
-ratio, job seconds per rule, the compile share of job seconds, CPU utilisation per stage (from
-the jobs' benchmark files) and the frames picked per iteration of both.
+ratio, job seconds per rule, the compile share of job seconds (and the deploy share: packages
+too), CPU utilisation per stage (from the jobs' benchmark files) and the frames picked per
+iteration of both.
 
     python benchmarks/speed.py --scratch /tmp/speed  # both runs: about 70 min on 2 cores
     python benchmarks/speed.py --log NEW.log --wall 1400 \\
@@ -49,6 +50,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 SPEED_CONFIG = "benchmarks/speed_config.yaml"
 BASELINE_COMMIT = "97c7102"
 COMPILE_RULES = ("deploy_member",)
+# Everything that turns a checkpoint into a deployable file: at the baseline one rule
+# (deploy_member: nequip-package and nequip-compile), in this tree two (package_member for the
+# portable package every iteration, deploy_member for the compiled model of the final committee).
+DEPLOY_RULES = ("deploy_member", "package_member")
 # This tree's run only: every epoch runs and the last is kept. The baseline (which has no such
 # key) keeps the epoch with the lowest loss on a one-frame validation split, with early stopping
 # after 40 epochs without a better one; here that picked epochs 2, 11 and 2 of the iteration-0
@@ -83,6 +88,7 @@ def run_record(log: Path, wall_s: float, results: Path) -> dict:
     job_sum = sum(per_rule.values())
     reports = [json.loads(p.read_text()) for p in sorted(results.glob("iter_*/select/report.json"))]
     compile_s = sum(v for k, v in per_rule.items() if k in COMPILE_RULES)
+    deploy_s = sum(v for k, v in per_rule.items() if k in DEPLOY_RULES)
     frames = labelled_frames(results)
     return {
         "wall_s": round(wall_s, 1),
@@ -95,6 +101,7 @@ def run_record(log: Path, wall_s: float, results: Path) -> dict:
         "job_seconds_sum": round(job_sum, 1),
         "busy_s": round(busy_seconds(intervals), 1),
         "compile_share_of_job_seconds": round(compile_s / job_sum, 4) if job_sum else None,
+        "deploy_share_of_job_seconds": round(deploy_s / job_sum, 4) if job_sum else None,
         "job_seconds_per_rule": {k: round(v, 1) for k, v in sorted(per_rule.items())},
         "cpu_utilisation_per_stage": cpu_utilisation(results),
     }
@@ -241,6 +248,8 @@ def main() -> None:
         "job_seconds_ratio": round(record["job_seconds_sum"] / baseline["job_seconds_sum"], 3),
         "compile_share_of_job_seconds": record["compile_share_of_job_seconds"],
         "baseline_compile_share_of_job_seconds": baseline["compile_share_of_job_seconds"],
+        "deploy_share_of_job_seconds": record["deploy_share_of_job_seconds"],
+        "baseline_deploy_share_of_job_seconds": baseline["deploy_share_of_job_seconds"],
         "new": record,
         "baseline": baseline,
         "machine": "2 cores, no GPU",
@@ -257,6 +266,7 @@ def main() -> None:
         "dft_frames",
         "label_seconds_per_frame",
         "compile_share_of_job_seconds",
+        "deploy_share_of_job_seconds",
     ):
         print(f"{key:<26}{baseline[key]!s:>12}{record[key]!s:>12}")
     print(
