@@ -51,8 +51,9 @@ SPEED_CONFIG = "benchmarks/speed_config.yaml"
 BASELINE_COMMIT = "97c7102"
 COMPILE_RULES = ("deploy_member",)
 # Everything that turns a checkpoint into a deployable file: at the baseline one rule
-# (deploy_member: nequip-package and nequip-compile), in this tree two (package_member for the
-# portable package every iteration, deploy_member for the compiled model of the final committee).
+# (deploy_member: nequip-package and nequip-compile); in this tree the training job packages its
+# member in-process (metrics.json: package_s, counted here as deploy) and deploy_member compiles
+# the final committee (package_member: the rule that packaged in between).
 DEPLOY_RULES = ("deploy_member", "package_member")
 # This tree's run only: every epoch runs and the last is kept. The baseline (which has no such
 # key) keeps the epoch with the lowest loss on a one-frame validation split, with early stopping
@@ -88,7 +89,11 @@ def run_record(log: Path, wall_s: float, results: Path) -> dict:
     job_sum = sum(per_rule.values())
     reports = [json.loads(p.read_text()) for p in sorted(results.glob("iter_*/select/report.json"))]
     compile_s = sum(v for k, v in per_rule.items() if k in COMPILE_RULES)
-    deploy_s = sum(v for k, v in per_rule.items() if k in DEPLOY_RULES)
+    in_training = sum(
+        json.loads(p.read_text()).get("package_s", 0.0)
+        for p in results.glob("iter_*/train/member_*/metrics.json")
+    )
+    deploy_s = sum(v for k, v in per_rule.items() if k in DEPLOY_RULES) + in_training
     frames = labelled_frames(results)
     return {
         "wall_s": round(wall_s, 1),
@@ -102,6 +107,7 @@ def run_record(log: Path, wall_s: float, results: Path) -> dict:
         "busy_s": round(busy_seconds(intervals), 1),
         "compile_share_of_job_seconds": round(compile_s / job_sum, 4) if job_sum else None,
         "deploy_share_of_job_seconds": round(deploy_s / job_sum, 4) if job_sum else None,
+        "package_seconds_in_training_jobs": round(in_training, 1),
         "job_seconds_per_rule": {k: round(v, 1) for k, v in sorted(per_rule.items())},
         "cpu_utilisation_per_stage": cpu_utilisation(results),
     }

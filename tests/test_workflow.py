@@ -43,7 +43,7 @@ def test_loop_target_plans_the_loop_without_stage_7(tmp_path):
     out = snakemake("-n", "loop", "--configfile", str(config), cwd=workflow_copy(tmp_path))
     text = out.stdout + out.stderr
     planned = set(re.findall(r"^(?:rule|checkpoint) (\w+):", text, re.M))
-    assert {"sample", "label", "train_member", "package_member", "explore", "select"} <= planned
+    assert {"sample", "label", "train_member", "explore", "select"} <= planned
     assert not planned & {"label_test_set", "dft_reference", "validate_iteration", "final"}
     assert "results/si-speed/iter_000" in text
 

@@ -1,6 +1,6 @@
 # Stage 4: a committee of NequIP members (one job each, side by side on a cluster), each
-# warm-started from its previous-iteration checkpoint, then packaged (and compiled for LAMMPS
-# where a compiled model is needed).
+# warm-started from its previous-iteration package and packaged by its training job (compiled
+# for LAMMPS where a compiled model is needed).
 
 
 rule train_member:
@@ -13,6 +13,7 @@ rule train_member:
     output:
         ckpt="results/{campaign}/iter_{iter}/train/member_{member}/best.ckpt",
         metrics="results/{campaign}/iter_{iter}/train/member_{member}/metrics.json",
+        package="results/{campaign}/iter_{iter}/train/member_{member}/model.nequip.zip",
     log:
         "results/{campaign}/logs/iter_{iter}/train/member_{member}.log",
     benchmark:
@@ -36,36 +37,13 @@ rule train_member:
         init=warm_start_option,
         data_dir=subpath(input.train, parent=True),
         out=subpath(output.ckpt, parent=True),
+        cache="results/{campaign}/model_cache",
     shell:
         "potforge train-member --train-settings {params.train:q} --species {params.species}"
         " --data-dir {params.data_dir} --member {wildcards.member} --seed {params.seed}"
         " --epochs {params.epochs} --threads {threads} --out {params.out} {params.init}"
-        " --protocol-check {input.check}"
+        " --protocol-check {input.check} --cache-dir {params.cache}"
         " > {log} 2>&1"
-
-
-rule package_member:
-    input:
-        "results/{campaign}/iter_{iter}/train/member_{member}/best.ckpt",
-    output:
-        package="results/{campaign}/iter_{iter}/train/member_{member}/model.nequip.zip",
-        report="results/{campaign}/iter_{iter}/train/member_{member}/package.json",
-    log:
-        "results/{campaign}/logs/iter_{iter}/train/package_{member}.log",
-    benchmark:
-        "results/{campaign}/logs/iter_{iter}/train/package_{member}.benchmark.tsv"
-    conda:
-        "../../envs/train.yaml"
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 30 * attempt,
-    params:
-        member_dir=subpath(input[0], parent=True),
-        cache="results/{campaign}/model_cache",
-    shell:
-        "potforge deploy --member-dir {params.member_dir} --targets none"
-        " --cache-dir {params.cache} --threads {threads} --report {output.report} > {log} 2>&1"
 
 
 # AOTInductor compile for LAMMPS (about a minute per member on a CPU): needed by the final

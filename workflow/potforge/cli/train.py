@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--protocol-check", help="the protocol check's JSON: no stress loss when it failed"
     )
+    p.add_argument(
+        "--cache-dir", help="model cache for the package (default: <out>/../.model-cache)"
+    )
     p.set_defaults(func=run_train_member)
 
     p = subparsers.add_parser("deploy", help="package a member and compile it for targets")
@@ -119,6 +122,7 @@ def run_train_member(args: argparse.Namespace) -> int:
         init=args.init,
         threads=args.threads,
         epochs=args.epochs,
+        cache_dir=args.cache_dir,
     )
     brief = {k: metrics[k] for k in ("member", "seed", "epochs_run", "wall_time_s", "device")}
     print(json.dumps({**brief, "validation": metrics["validation"], "test": metrics["test"]}))

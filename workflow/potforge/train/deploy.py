@@ -80,6 +80,18 @@ def _gpu_name() -> str:
     return torch.cuda.get_device_name()
 
 
+def build_package(checkpoint: Path, dest: Path) -> None:
+    """`nequip-package build` a checkpoint into `dest`, in this process."""
+    from nequip.scripts.package import main as nequip_package
+
+    try:
+        nequip_package(["build", str(checkpoint), str(dest)])
+    except Exception as exc:
+        raise TrainingError(f"nequip-package of {checkpoint} failed: {exc}") from exc
+    if not dest.is_file():
+        raise TrainingError(f"nequip-package of {checkpoint} wrote no {dest.name}")
+
+
 def _from_cache_or_build(
     key: str, suffix: str, out: Path, cache_dir: Path, build: Any
 ) -> tuple[Path, bool]:
@@ -126,8 +138,7 @@ def deploy_member(
 
         def _package(dest: Path) -> None:
             tmp = dest.with_name(f".{dest.stem}.building.nequip.zip")
-            cmd = [nequip_script("nequip-package"), "build", str(checkpoint), str(tmp)]
-            run_streamed(cmd, member_dir, env, f"nequip-package of {checkpoint}")
+            build_package(checkpoint, tmp)
             tmp.replace(dest)
 
         start = time.monotonic()

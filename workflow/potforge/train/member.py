@@ -177,8 +177,13 @@ def train_member(
     init: str | Path | None = None,
     threads: int = 1,
     epochs: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train member `member` into out_dir (from scratch or warm from `init`); return metrics."""
+    """Train member `member` into out_dir (from scratch or warm from `init`); return metrics.
+
+    The member's portable package (model.nequip.zip) is built here too, in this process (about
+    a second; a separate job would import torch and nequip again: ten), cached in `cache_dir`.
+    """
     import torch
 
     settings = resolve_train_settings(settings)
@@ -281,6 +286,10 @@ def train_member(
         **evaluate_member(best, splits),
     }
     _check_finite(metrics, out_dir)
+    from potforge.train.deploy import deploy_member
+
+    packaged = deploy_member(out_dir, [], cache_dir=cache_dir, device="cpu", threads=threads)
+    metrics["package_s"] = packaged["artefacts"]["package"]["seconds"]
     write_json(out_dir / METRICS_FILE, metrics)
     return metrics
 
