@@ -81,13 +81,24 @@ def _gpu_name() -> str:
 
 
 def build_package(checkpoint: Path, dest: Path) -> None:
-    """`nequip-package build` a checkpoint into `dest`, in this process."""
+    """`nequip-package build` a checkpoint into `dest`, in this process.
+
+    NequIP makes float64 the default dtype while it builds; it is put back afterwards, as when
+    loading a model (potforge.train.models), so the process goes on as before.
+    """
+    import torch
     from nequip.scripts.package import main as nequip_package
 
+    from potforge.train.models import forget_nequip_global_state
+
+    default_dtype = torch.get_default_dtype()
     try:
         nequip_package(["build", str(checkpoint), str(dest)])
     except Exception as exc:
         raise TrainingError(f"nequip-package of {checkpoint} failed: {exc}") from exc
+    finally:
+        torch.set_default_dtype(default_dtype)
+        forget_nequip_global_state()
     if not dest.is_file():
         raise TrainingError(f"nequip-package of {checkpoint} wrote no {dest.name}")
 

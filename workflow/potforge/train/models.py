@@ -134,7 +134,7 @@ def _load_eager(path: Path, kind: str, device: str) -> Potential:
             module = load_saved_model(str(path))
     finally:
         torch.set_default_dtype(default_dtype)
-        _forget_nequip_global_state()
+        forget_nequip_global_state()
     module = module.to(device).eval()
     for p in module.parameters():
         p.requires_grad_(False)
@@ -143,7 +143,7 @@ def _load_eager(path: Path, kind: str, device: str) -> Potential:
     return Potential(path, kind, type_names, r_max, module, device)
 
 
-def _forget_nequip_global_state() -> None:
+def forget_nequip_global_state() -> None:
     """Let NequIP set its global state again when it next needs it.
 
     NequIP sets its state (float64 default dtype among it) once per process; with the dtype put
