@@ -83,20 +83,27 @@ def _gpu_name() -> str:
 def build_package(checkpoint: Path, dest: Path) -> None:
     """`nequip-package build` a checkpoint into `dest`, in this process.
 
-    NequIP makes float64 the default dtype while it builds; it is put back afterwards, as when
-    loading a model (potforge.train.models), so the process goes on as before.
+    NequIP keeps, per process, the package importer of the first package a build loads (the one a
+    warm-started checkpoint came from) and reuses it for every later build: a second warm-started
+    member packaged in the same process got the first one's importer, and forces 0.007-0.015 eV/A
+    off its own checkpoint (seen in `potforge rebuild`). The importer is dropped before and after
+    each build, as a fresh process would have it. NequIP also makes float64 the default dtype while
+    it builds; that is put back afterwards, as when loading a model (potforge.train.models).
     """
     import torch
+    from nequip.model.saved_models import package as nequip_saved_package
     from nequip.scripts.package import main as nequip_package
 
     from potforge.train.models import forget_nequip_global_state
 
     default_dtype = torch.get_default_dtype()
+    nequip_saved_package._PACKAGE_TIME_SHARED_IMPORTER = None
     try:
         nequip_package(["build", str(checkpoint), str(dest)])
     except Exception as exc:
         raise TrainingError(f"nequip-package of {checkpoint} failed: {exc}") from exc
     finally:
+        nequip_saved_package._PACKAGE_TIME_SHARED_IMPORTER = None
         torch.set_default_dtype(default_dtype)
         forget_nequip_global_state()
     if not dest.is_file():
