@@ -65,7 +65,6 @@ def rebuild_campaign(
 ) -> dict[str, Any]:
     """Retrain every recorded member into out_dir and report the distance to the recorded ones."""
     from potforge.compare import shared_test_set
-    from potforge.train.deploy import deploy_member
     from potforge.train.member import BEST_CHECKPOINT, train_member
     from potforge.train.nequip_config import SplitFiles
     from potforge.train.settings import member_seed, settings_as_trained
@@ -108,8 +107,8 @@ def rebuild_campaign(
                 init=init,
                 threads=int(member["threads"]),
                 epochs=int(member["max_epochs"]),
+                cache_dir=out / "model_cache",
             )
-            deploy_member(dest, [], cache_dir=out / "model_cache", threads=int(member["threads"]))
             recorded = campaign_dir / it_name / "train" / f"member_{k}" / BEST_CHECKPOINT
             diff = weight_difference(dest / BEST_CHECKPOINT, recorded)
             log(f"[rebuild] {it_name} member {k}: {diff}")
