@@ -111,6 +111,20 @@ def test_member_seeds_differ_and_are_stable():
         member_seed(2026, -1)
 
 
+def test_scouting_iterations_train_fewer_epochs_and_the_last_one_all():
+    from potforge.train.settings import member_epochs, resolve_train_settings
+
+    scratch = resolve_train_settings({"warm_start": False, "epochs": 300, "scout_epochs": 120})
+    assert [member_epochs(scratch, it, 3) for it in range(3)] == [120, 120, 300]
+    assert member_epochs(scratch, 0, 1) == 300  # a one-iteration loop: its only committee is final
+    plain = resolve_train_settings({"warm_start": False, "epochs": 300})
+    assert [member_epochs(plain, it, 3) for it in range(3)] == [300, 300, 300]
+    warm = resolve_train_settings({"epochs": 300, "warm_epochs": 40, "scout_epochs": 120})
+    assert [member_epochs(warm, it, 3) for it in range(3)] == [120, 40, 40]
+    with pytest.raises(ConfigError, match="loop.max_iterations"):
+        member_epochs(scratch, 3, 3)
+
+
 def test_train_settings_fill_defaults_and_reject_unknown_keys():
     from potforge.train.settings import resolve_train_settings
 

@@ -8,6 +8,7 @@ from potforge.loop import stop_decision
 from potforge.errors import ConfigError
 from potforge.md.explore import expand_tasks
 from potforge.sampling import sample_count
+from potforge.train.settings import member_epochs
 from snakemake.exceptions import WorkflowError
 
 try:
@@ -148,10 +149,11 @@ def warm_start_option(wildcards, input):
     return f"--init {input.init}" if input.init else ""
 
 
-def member_epochs(wildcards):
-    """Epochs of a member: fewer when it starts from its previous checkpoint."""
-    warm = iteration(wildcards) > 0 and config["train"]["warm_start"]
-    return config["train"]["warm_epochs" if warm else "epochs"]
+def epochs_of_member(wildcards):
+    """Epochs of a member: warm-started, scouting (an iteration before the last) or full."""
+    return member_epochs(
+        config["train"], iteration(wildcards), config["loop"]["max_iterations"]
+    )
 
 
 def deploy_template(wildcards):

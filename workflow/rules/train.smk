@@ -33,7 +33,7 @@ rule train_member:
         train=as_json(config["train"]),
         species=" ".join(SPECIES),
         seed=config["seed"],
-        epochs=member_epochs,
+        epochs=epochs_of_member,
         init=warm_start_option,
         data_dir=subpath(input.train, parent=True),
         out=subpath(output.ckpt, parent=True),

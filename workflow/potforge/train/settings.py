@@ -37,6 +37,20 @@ def member_seed(campaign_seed: int, member: int) -> int:
     return int(digest[:8], 16) % (2**31 - 1)
 
 
+def member_epochs(settings: Mapping[str, Any], iteration: int, max_iterations: int) -> int:
+    """Return the epochs of a member of `iteration`: warm, scouting (before the last) or full."""
+    if iteration < 0 or iteration >= max_iterations:
+        raise ConfigError(
+            f"iteration {iteration}: outside 0..{max_iterations - 1} (loop.max_iterations)"
+        )
+    if iteration > 0 and settings["warm_start"]:
+        return int(settings["warm_epochs"])
+    scout = settings.get("scout_epochs")
+    if scout is not None and iteration < max_iterations - 1:
+        return int(scout)
+    return int(settings["epochs"])
+
+
 def settings_as_trained(
     settings: Mapping[str, Any], protocol_check: Mapping[str, Any] | None
 ) -> dict[str, Any]:
