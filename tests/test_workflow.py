@@ -48,12 +48,26 @@ def test_loop_target_plans_the_loop_without_stage_7(tmp_path):
     assert "results/si-speed/iter_000" in text
 
 
+def job_field(text: str, rule: str, field: str) -> str | None:
+    """A field (`resources`, `priority`) printed for the first job of `rule` in a dry run."""
+    block = re.split(r"\n(?:\n|\[)", text.split(f"rule {rule}:", 1)[1], maxsplit=1)[0]
+    lines = [x for x in block.splitlines() if x.strip().startswith(f"{field}:")]
+    return lines[0].split(f"{field}:", 1)[1].strip() if lines else None
+
+
 def job_resources(text: str, rule: str) -> dict[str, str]:
     """The `resources:` line Snakemake printed for the first job of `rule` in a dry run."""
-    block = text.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
-    line = next(x for x in block.splitlines() if x.strip().startswith("resources:"))
-    items = line.split("resources:", 1)[1].split(", ")
+    items = job_field(text, rule, "resources").split(", ")
     return dict(item.strip().split("=", 1) for item in items)
+
+
+def test_the_loop_goes_before_labelling_the_test_set(tmp_path):
+    # Nothing in the loop waits for the test set's labels: they fill the cores the loop leaves idle.
+    out = snakemake("-n", "--configfile", CONFIG, "--directory", str(tmp_path), cwd=REPO)
+    text = out.stdout + out.stderr
+    loop = {r: job_field(text, r, "priority") for r in ("label", "train_member", "test_set")}
+    assert set(loop.values()) == {"10"}, loop
+    assert int(job_field(text, "label_test_set", "priority") or 0) < 10
 
 
 @pytest.mark.parametrize("profile", ["local", "slurm"])

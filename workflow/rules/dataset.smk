@@ -14,6 +14,7 @@ rule dataset:
         summary="results/{campaign}/iter_{iter}/dataset/summary.json",
     log:
         "results/{campaign}/logs/iter_{iter}/dataset.log",
+    priority: LOOP_PRIORITY
     conda:
         "../../envs/dft.yaml"
     params:

@@ -18,6 +18,7 @@ rule label:
         "results/{campaign}/logs/iter_{iter}/labels/chunk_{chunk}.log",
     benchmark:
         "results/{campaign}/logs/iter_{iter}/labels/chunk_{chunk}.benchmark.tsv"
+    priority: LOOP_PRIORITY
     conda:
         "../../envs/dft.yaml"
     resources:

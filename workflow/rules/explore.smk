@@ -24,6 +24,7 @@ rule explore:
         summary="results/{campaign}/iter_{iter}/explore/{system}/{task}/summary.json",
     log:
         "results/{campaign}/logs/iter_{iter}/explore/{system}/{task}.log",
+    priority: LOOP_PRIORITY
     conda:
         "../../envs/md.yaml"
     threads: 1

@@ -14,6 +14,7 @@ checkpoint select:
         report="results/{campaign}/iter_{iter}/select/report.json",
     log:
         "results/{campaign}/logs/iter_{iter}/select.log",
+    priority: LOOP_PRIORITY
     conda:
         "../../envs/md.yaml"
     params:

@@ -18,6 +18,7 @@ rule train_member:
         "results/{campaign}/logs/iter_{iter}/train/member_{member}.log",
     benchmark:
         "results/{campaign}/logs/iter_{iter}/train/member_{member}.benchmark.tsv"
+    priority: LOOP_PRIORITY
     conda:
         "../../envs/train.yaml"
     # One thread: these small models do not scale with threads on a CPU (a member on the default

@@ -56,6 +56,7 @@ rule test_set:
         "results/{campaign}/validation/test_set.extxyz",
     log:
         "results/{campaign}/logs/validation/test_set.log",
+    priority: LOOP_PRIORITY
     conda:
         "../../envs/dft.yaml"
     params:
