@@ -63,9 +63,14 @@ def job_resources(text: str, rule: str) -> dict[str, str]:
 
 def test_the_loop_goes_before_labelling_the_test_set(tmp_path):
     # Nothing in the loop waits for the test set's labels: they fill the cores the loop leaves idle.
-    out = snakemake("-n", "--configfile", CONFIG, "--directory", str(tmp_path), cwd=REPO)
+    # The final deploy is planned once the loop has stopped: asked for here by its file.
+    deployed = "results/si-quick/iter_000/train/member_1/model.pair_nequip.nequip.pt2"
+    out = snakemake(
+        "-n", "all", deployed, "--configfile", CONFIG, "--directory", str(tmp_path), cwd=REPO
+    )
     text = out.stdout + out.stderr
-    loop = {r: job_field(text, r, "priority") for r in ("label", "train_member", "test_set")}
+    path = ("label", "train_member", "test_set", "deploy_member", "validate_final")
+    loop = {r: job_field(text, r, "priority") for r in path}
     assert set(loop.values()) == {"10"}, loop
     assert int(job_field(text, "label_test_set", "priority") or 0) < 10
 

@@ -28,9 +28,11 @@ EXPLORE_MODEL = {
     "compiled": "model.pair_nequip.nequip.pt2",
 }[config["loop"]["explore_models"]]
 # Scheduling: the loop's own jobs (label, dataset, train, explore, select and the test-set draw
-# that select waits for) go before labelling the independent test set, which nothing in the loop
-# waits for; its jobs fill the cores the loop leaves idle. Without this, two test-set jobs went
-# ahead of the ready select and held the next iteration back 76 s (default campaign at fc8822d).
+# that select waits for) and the final committee's deploy and validation go before labelling the
+# independent test set and the per-iteration summaries, which nothing on that path waits for; those
+# fill the cores the loop leaves idle. Without priorities, the test set's seven labelling jobs went
+# ahead of the ready select and of the next iteration's labels (default campaign at fc8822d), and
+# six summary jobs ran for 42 s before the final deploy (at 0353ca4).
 LOOP_PRIORITY = 10
 
 

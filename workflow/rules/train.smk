@@ -63,6 +63,7 @@ rule deploy_member:
         "results/{campaign}/logs/iter_{iter}/train/deploy_{member}.log",
     benchmark:
         "results/{campaign}/logs/iter_{iter}/train/deploy_{member}.benchmark.tsv"
+    priority: LOOP_PRIORITY
     conda:
         "../../envs/train.yaml"
     threads: 1

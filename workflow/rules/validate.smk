@@ -135,6 +135,7 @@ rule validate_final:
         "results/{campaign}/logs/validation/final.log",
     benchmark:
         "results/{campaign}/logs/validation/final.benchmark.tsv"
+    priority: LOOP_PRIORITY
     conda:
         "../../envs/md.yaml"
     threads: 1
