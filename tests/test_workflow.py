@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import workflow_copy
 
@@ -73,6 +74,23 @@ def test_the_loop_goes_before_labelling_the_test_set(tmp_path):
     loop = {r: job_field(text, r, "priority") for r in path}
     assert set(loop.values()) == {"10"}, loop
     assert int(job_field(text, "label_test_set", "priority") or 0) < 10
+
+
+def test_at_the_cap_the_final_validation_does_not_wait_for_the_last_selection(tmp_path):
+    # The last iteration the cap allows is the final one whatever its selection says, so its
+    # committee is deployed and validated while that iteration explores (which then only tells
+    # whether it converged). With a cap of 1 no selection stands between training and validation.
+    config = yaml.safe_load((REPO / CONFIG).read_text())
+    config["loop"]["max_iterations"] = 1
+    capped = tmp_path / "capped.yaml"
+    capped.write_text(yaml.safe_dump(config))
+    target = "results/si-quick/final/validation.json"
+    out = snakemake(
+        "-n", target, "--configfile", str(capped), "--directory", str(tmp_path), cwd=REPO
+    )
+    planned = set(re.findall(r"^(?:rule|checkpoint) (\w+):", out.stdout + out.stderr, re.M))
+    assert {"train_member", "deploy_member", "label_test_set", "validate_final"} <= planned
+    assert "select" not in planned
 
 
 @pytest.mark.parametrize("profile", ["local", "slurm"])

@@ -245,9 +245,25 @@ def selection_reports(wildcards):
     return reports
 
 
+def final_iteration_index(wildcards):
+    """The final iteration, known without the last selection when the cap ends the loop.
+
+    Only iterations before the last one the cap allows can stop the loop early, so the final
+    committee's deploy and validation need not wait for the last iteration's exploration and
+    selection (which then only tell whether it converged).
+    """
+    cap = config["loop"]["max_iterations"]
+    for it in range(cap - 1):
+        done = checkpoints.select.get(campaign=wildcards.campaign, iter=f"{it:03d}")
+        with open(done.output.report) as fh:
+            if stop_decision(json.load(fh), config["loop"])[0]:
+                return it
+    return cap - 1
+
+
 def final_member_files(wildcards):
     """The deployed files of the committee of the final iteration."""
-    final = len(selection_reports(wildcards)) - 1
+    final = final_iteration_index(wildcards)
     names = (
         "best.ckpt",
         "metrics.json",
@@ -263,7 +279,7 @@ def final_member_files(wildcards):
 
 def committee_summaries(wildcards):
     """The committee summaries of every iteration up to the final one."""
-    final = len(selection_reports(wildcards)) - 1
+    final = final_iteration_index(wildcards)
     return [
         f"results/{wildcards.campaign}/iter_{it:03d}/train/committee.json"
         for it in range(final + 1)
@@ -361,16 +377,11 @@ def final_models(name):
     return models
 
 
-def final_iteration(wildcards, input):
-    """The final iteration (the number of selection reports up to the stop, less one)."""
-    return len(input.reports) - 1
-
-
 def iteration_validations(wildcards):
     """Every iteration's validation up to the final one (when validate.every_iteration)."""
     if not config["validate"]["every_iteration"]:
         return []
-    final = len(selection_reports(wildcards)) - 1
+    final = final_iteration_index(wildcards)
     return [
         f"results/{wildcards.campaign}/iter_{it:03d}/validate/validation.json"
         for it in range(final + 1)

@@ -124,7 +124,6 @@ rule validate_iteration:
 
 rule validate_final:
     input:
-        reports=selection_reports,
         members=final_member_files,
         labels=test_set_labels,
         references=dft_references,
@@ -147,7 +146,7 @@ rule validate_final:
         species=" ".join(SPECIES),
         packages=final_models("model.nequip.zip"),
         compiled=final_models("model.pair_nequip.nequip.pt2"),
-        iteration=final_iteration,
+        iteration=final_iteration_index,
         md_dir="results/{campaign}/final/md_stability",
     shell:
         "potforge validate --config {params.config:q} --species {params.species}"
