@@ -3,6 +3,10 @@
 SHELL := /bin/bash
 ACTIVATE := source .venv/bin/activate
 CONFIG ?= config/config.yaml
+# Job slots of `make run`: 3 per 2 cores. Every job runs one thread (these small trainings gain
+# nothing from a second: 31.3 s with 1, 30.5 s with 2), so 3 slots train a 3-member committee at
+# once instead of two members and then one beside an idle core. `make run CORES=2` turns it off.
+CORES ?= $(shell echo $$(( $$(nproc) * 3 / 2 )))
 PYTEST_ARGS ?=
 
 .PHONY: setup run dry-run lint test test-fast clean-tiny
@@ -11,7 +15,7 @@ setup:
 	bash envs/setup.sh
 
 run: setup
-	$(ACTIVATE) && snakemake --profile profiles/local --configfile $(CONFIG)
+	$(ACTIVATE) && snakemake --profile profiles/local --cores $(CORES) --configfile $(CONFIG)
 
 dry-run: setup
 	$(ACTIVATE) && snakemake -n --configfile $(CONFIG)
