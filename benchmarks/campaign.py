@@ -63,6 +63,34 @@ def job_intervals(log_text: str) -> list[tuple[str, float, float]]:
     return intervals
 
 
+ITER = re.compile(r"^\s+wildcards: .*\biter=(\d+)")
+
+
+def iteration_spans(log_text: str, rule: str) -> dict[str, float]:
+    """Per iteration: seconds from the first start to the last end of `rule`'s jobs.
+
+    The wall a stage takes: a committee trained in one wave spans about one member's time, in
+    two waves about two.
+    """
+    stamp, pending, jobid, started = None, None, None, {}
+    spans: dict[str, list[float]] = {}
+    for line in log_text.splitlines():
+        if m := STAMP.match(line):
+            stamp = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
+        elif m := START.match(line):
+            pending = m.group(1)
+        elif (m := JOBID.match(line)) and pending is not None:
+            jobid = m.group(1)
+        elif (m := ITER.match(line)) and pending == rule and jobid is not None:
+            started[jobid] = (m.group(1), stamp)
+            pending = jobid = None
+        elif (m := FINISHED.match(line)) and m.group(1) in started and m.group(2) == rule:
+            it, begin = started.pop(m.group(1))
+            first, last = spans.get(it, [begin, stamp])
+            spans[it] = [min(first, begin), max(last, stamp)]
+    return {it: round(b - a, 1) for it, (a, b) in sorted(spans.items())}
+
+
 def busy_seconds(intervals: list[tuple[str, float, float]]) -> float:
     """Length of the union of the job intervals: time during which at least one job ran."""
     total, end = 0.0, float("-inf")
@@ -137,7 +165,8 @@ def polymorph_summary(validation: dict) -> dict:
 
 def campaign_record(log: Path, wall_s: float, results: Path, config: str) -> dict:
     """The campaign.json record of one finished run."""
-    intervals = job_intervals(log.read_text())
+    log_text = log.read_text()
+    intervals = job_intervals(log_text)
     per_rule: dict[str, float] = defaultdict(float)
     for rule, a, b in intervals:
         per_rule[rule] += b - a
@@ -178,6 +207,7 @@ def campaign_record(log: Path, wall_s: float, results: Path, config: str) -> dic
         "snakemake_overhead_fraction": round((wall_s - busy) / wall_s, 4),
         "wall_minus_job_sum_fraction": round((wall_s - job_sum) / wall_s, 4),
         "job_seconds_per_rule": {k: round(v, 1) for k, v in sorted(per_rule.items())},
+        "train_wall_per_iteration_s": iteration_spans(log_text, "train_member"),
         "machine": "2 cores, no GPU",
         "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log),
     }
