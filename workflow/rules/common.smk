@@ -233,18 +233,6 @@ def trust_windows():
 # --- the end of the loop --------------------------------------------------------------------
 
 
-def selection_reports(wildcards):
-    """Selection reports from iteration 0 up to the one whose report says stop."""
-    reports = []
-    for it in range(config["loop"]["max_iterations"]):
-        done = checkpoints.select.get(campaign=wildcards.campaign, iter=f"{it:03d}")
-        reports.append(done.output.report)
-        with open(done.output.report) as fh:
-            if stop_decision(json.load(fh), config["loop"])[0]:
-                break
-    return reports
-
-
 def final_iteration_index(wildcards):
     """The final iteration, known without the last selection when the cap ends the loop.
 
@@ -259,6 +247,16 @@ def final_iteration_index(wildcards):
             if stop_decision(json.load(fh), config["loop"])[0]:
                 return it
     return cap - 1
+
+
+def selection_reports(wildcards):
+    """Selection reports from iteration 0 up to the final one (the one whose report says stop)."""
+    return [
+        checkpoints.select.get(
+            campaign=wildcards.campaign, iter=f"{it:03d}"
+        ).output.report
+        for it in range(final_iteration_index(wildcards) + 1)
+    ]
 
 
 def final_member_files(wildcards):
