@@ -154,7 +154,12 @@ def polymorph_summary(validation: dict) -> dict:
         "polymorph_order_model": [pair.split("-")[0] for pair in order["model"]],
         "polymorph_order_dft": [pair.split("-")[0] for pair in order["dft"]],
         "delta_e_mev_per_fu": {
-            pair: {"model": round(r["model"], 1), "dft": round(r["dft"], 1), "pass": r["pass"]}
+            pair: {
+                "model": round(r["model"], 1),
+                "dft": round(r["dft"], 1),
+                "pass": r["pass"],
+                "dft_scatter": None if r.get("dft_scatter") is None else round(r["dft_scatter"], 1),
+            }
             for pair, r in sorted(energy.items())
             if r["dft"] != 0.0 or r["model"] != 0.0
         },

@@ -78,3 +78,14 @@ def test_model_card_says_whether_it_trained_on_stress():
     dropped = {**check, "train_on_stress": False, "systems": {"c": {"difference_gpa": 75.6}}}
     text = model_card_markdown({**card, "protocol_check": dropped})
     assert "**not trained on**: analytic stress and -dE/dV differ by up to 75.6 GPa" in text
+
+
+def test_model_card_names_the_scatter_of_the_dft_energies():
+    card = read_json(REPO / "benchmarks" / "results" / "default_campaign" / "model_card.json")
+    row = {"system": "cubic", "name": "dE(cubic-monoclinic)", "unit": "meV/f.u.", "model": 322.0}
+    row.update(dft=275.0, error=47.0, tolerance=25.0, peers={}, dft_scatter=22.1)
+    row["pass"] = False
+    card["validation"]["properties"] = [row]
+    text = model_card_markdown(card)
+    assert "| cubic | dE(cubic-monoclinic) (meV/f.u.) | 322 | 275 | 47 | 25 | no |" in text
+    assert "scatter about a smooth E(V) by up to 22.1 meV/f.u. (dE(cubic-monoclinic))" in text

@@ -489,3 +489,13 @@ def test_the_tiny_campaigns_report_shows_its_validation(tiny_campaign, chromium,
         for side in ("model", "dft"):
             assert keys[f"properties.{k}.{side}"] == format_number(row[side], VALUE_FORMAT)
         assert keys[f"properties.{k}.error"] == format_error(row["error"], row["error_kind"])
+
+
+def test_a_scattered_dft_e_of_v_is_named_beside_the_polymorph_energies():
+    from potforge.report.html import scatter_note
+
+    row = {"name": "dE(cubic-monoclinic)", "unit": "meV/f.u.", "tolerance": 25.0}
+    assert scatter_note([{**row, "dft_scatter": 2.0}, {**row, "dft_scatter": None}]) == ""
+    text = scatter_note([{**row, "dft_scatter": 22.1}, {**row, "dft_scatter": 8.0}])
+    assert 'data-note="dft_scatter"' in text and 'class="warning"' in text
+    assert "by up to 22 meV/f.u. (dE(cubic-monoclinic), tolerance 25)" in text

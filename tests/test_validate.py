@@ -7,10 +7,15 @@ import pytest
 from ase.build import bulk
 
 from conftest import TINY_DFT, tiny_config
-from potforge.validate.calculators import peer_factory, reference_parameters
+from potforge.validate.calculators import dft_factory, peer_factory, reference_parameters
 from potforge.validate.calibration import calibration
-from potforge.validate.properties import crystal_properties, elastic_constants, is_cubic
-from potforge.validate.rows import property_rows
+from potforge.validate.properties import (
+    crystal_properties,
+    elastic_constants,
+    equation_of_state,
+    is_cubic,
+)
+from potforge.validate.rows import eos_scatter, polymorph_rows, property_rows
 
 SETTINGS = {
     "eos_strains": [-0.02, -0.01, -0.005, 0.0, 0.005, 0.01, 0.02],
@@ -68,6 +73,30 @@ def test_property_rows_pass_and_fail_against_their_tolerance():
     assert rows["a0"]["error"] == pytest.approx(0.8) and not rows["a0"]["pass"]
     assert rows["B"]["error"] == pytest.approx(-5.0) and rows["B"]["pass"]
     assert not rows["C11"]["pass"]
+
+
+def test_the_eos_scatter_tells_a_smooth_e_of_v_from_a_jagged_one():
+    # Stillinger-Weber is smooth. GPAW on the primitive Si2 cell at k-density 1.5 is not: its
+    # k-grid drops from 4x4x4 to 3x3x3 between 0 and +0.5% strain, a jump no potential follows
+    # (a low plane-wave cutoff jumps the same way on HfO2, where the grid stays fixed).
+    strains = SETTINGS["eos_strains"]
+    smooth = equation_of_state(bulk("Si", "diamond", a=5.43), peer_factory(SW, ["Si"]), strains)
+    jagged = equation_of_state(bulk("Si"), dft_factory(tiny_config()["dft"]), strains)
+    assert eos_scatter(smooth) < 1e-4
+    assert eos_scatter(jagged) > 0.02
+    assert eos_scatter({**smooth, "volumes": smooth["volumes"][:5]}) is None  # too few points
+    # an energy difference between two crystals carries both crystals' scatter; the lowest none
+    crystals = {
+        "a": {"dft": {"eos": jagged}, "model": {"eos": smooth}},
+        "b": {"dft": {"eos": smooth}, "model": {"eos": smooth}},
+    }
+    rows = polymorph_rows(crystals, {"a": 2, "b": 2}, 25.0, 1.0)
+    blur = {r["name"]: r["dft_scatter"] for r in rows if r["name"].startswith("dE(")}
+    lowest = "a" if jagged["e0"] < smooth["e0"] else "b"
+    other = "b" if lowest == "a" else "a"
+    assert blur[f"dE({lowest}-{lowest})"] is None
+    expected = 1000 * np.hypot(eos_scatter(jagged), eos_scatter(smooth)) / 2
+    assert blur[f"dE({other}-{lowest})"] == pytest.approx(expected)
 
 
 def test_calibration_recovers_a_known_scale_and_ranks():

@@ -199,6 +199,7 @@ def validation_summary(validation: Mapping[str, Any]) -> dict[str, Any]:
                     "tolerance",
                     "pass",
                     "peers",
+                    "dft_scatter",
                 )
             }
             for r in validation.get("properties", [])
@@ -265,6 +266,15 @@ def validation_markdown(summary: Mapping[str, Any]) -> list[str]:
             ]
             cells += [f((r.get("peers") or {}).get(p, {}).get("error"), ".3g") for p in peers]
             lines.append("| " + " | ".join(cells) + " |")
+        blurred = [r for r in props if r.get("dft_scatter") is not None]
+        if blurred:
+            worst = max(blurred, key=lambda r: r["dft_scatter"])
+            lines += [
+                "",
+                f"GPAW's energies scatter about a smooth E(V) by up to {worst['dft_scatter']:.3g} "
+                f"{worst['unit']} ({worst['name']}): energy differences between crystals are "
+                "resolved at this protocol only to about that much.",
+            ]
     return lines
 
 

@@ -620,6 +620,26 @@ def md_block(validation: Mapping[str, Any]) -> str:
     return body
 
 
+def scatter_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A warning when GPAW's own E(V) scatter is a sizeable part of an energy tolerance."""
+    blurred = [
+        r
+        for r in rows
+        if r.get("dft_scatter") is not None and r["dft_scatter"] > 0.2 * r["tolerance"]
+    ]
+    if not blurred:
+        return ""
+    worst = max(blurred, key=lambda r: r["dft_scatter"])
+    text = (
+        f"GPAW's own energies scatter about a smooth E(V) by up to {worst['dft_scatter']:.0f} "
+        f"{worst['unit']} ({worst['name']}, tolerance {worst['tolerance']:g}): at this protocol "
+        "the plane-wave basis changes with the cell, so energy differences between crystals are "
+        "resolved only to about that much, and no potential can follow the jumps. A higher "
+        "cutoff smooths them (benchmarks/protocol_eos.py measures the scatter per cutoff)."
+    )
+    return note(text, "warning", "dft_scatter")
+
+
 def properties_section(campaign: Campaign) -> str:
     """Section 5: properties against DFT, EOS curves, MD stability and RDF."""
     validation, which = best_validation(campaign)
@@ -631,6 +651,7 @@ def properties_section(campaign: Campaign) -> str:
         rows = validation.get("properties") or []
         body = f"<p>{esc(which)}</p>"
         body += property_table(rows) if rows else missing("properties in validation.json", "rows")
+        body += scatter_note(rows)
         body += eos_block(validation.get("crystals") or {}) + md_block(validation)
     guide = (
         "Each property of the model against GPAW at the same protocol; the verdict compares the "
