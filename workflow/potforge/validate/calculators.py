@@ -28,16 +28,32 @@ def reference_parameters(dft: Mapping[str, Any], relax: bool) -> dict[str, Any]:
     return gpaw_parameters({**settings, "symmetry": symmetry})
 
 
-def dft_factory(dft: Mapping[str, Any], txt: str | Path | None = None) -> Any:
-    """Return a factory of GPAW calculators at the protocol `dft` (the labelling parameters)."""
+def kpoint_grid(cell: Any, density: float) -> list[int]:
+    """Return the Monkhorst-Pack grid GPAW takes for a periodic `cell` at a k-point `density`."""
+    from ase.calculators.calculator import kpts2sizeandoffsets
 
-    def make(relax: bool = False) -> Any:
+    size, _ = kpts2sizeandoffsets(density=density, atoms=Atoms(cell=cell, pbc=True))
+    return [int(n) for n in size]
+
+
+def dft_factory(dft: Mapping[str, Any], txt: str | Path | None = None) -> Any:
+    """Return a factory of GPAW calculators at the protocol `dft` (the labelling parameters).
+
+    With `grid_cell` the calculator keeps the k-point grid of that cell (the unstrained crystal
+    of a strained copy), so that every point of an EOS or an elastic constant shares one grid.
+    """
+
+    def make(relax: bool = False, grid_cell: Any = None) -> Any:
         from gpaw import GPAW
 
         from potforge.dft.protocol import reproducible_fft
 
+        params = reference_parameters(dft, relax)
+        if grid_cell is not None:
+            size = kpoint_grid(grid_cell, params["kpts"]["density"])
+            params["kpts"] = {"size": size, "gamma": params["kpts"]["gamma"]}
         reproducible_fft()
-        return GPAW(txt=str(txt) if txt else None, **reference_parameters(dft, relax))
+        return GPAW(txt=str(txt) if txt else None, **params)
 
     return make
 
@@ -82,7 +98,7 @@ def committee_factory(paths: Sequence[str | Path]) -> Any:
 
     members = load_committee(paths)
 
-    def make(relax: bool = False) -> CommitteeCalculator:
+    def make(relax: bool = False, grid_cell: Any = None) -> CommitteeCalculator:
         return CommitteeCalculator(members)
 
     return make
@@ -124,7 +140,7 @@ def peer_factory(peer: Mapping[str, Any], species: Sequence[str]) -> Any:
     commands = [f"pair_style {peer['pair_style']}", f"pair_coeff {peer['pair_coeff']}"]
     atom_types = {s: k + 1 for k, s in enumerate(species)}
 
-    def make(relax: bool = False) -> Any:
+    def make(relax: bool = False, grid_cell: Any = None) -> Any:
         return LAMMPSlib(
             lmpcmds=commands,
             atom_types=atom_types,

@@ -2,7 +2,10 @@
 
 Every function takes a `CalculatorFactory`: called with `relax=False` it returns a calculator for
 fixed geometries, with `relax=True` one for structures whose ions move (a DFT factory may use
-point-group symmetry only for the former). The DFT side and the model side share these lines.
+point-group symmetry only for the former). A strained copy of a crystal is computed with
+`grid_cell` set to the unstrained cell: a DFT factory then keeps that cell's k-point grid (a
+k-point density alone can switch grids between two strains, a jump in E(V) that no potential
+follows). The DFT side and the model side share these lines.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from potforge.errors import ValidationError
 
 
 class CalculatorFactory(Protocol):
-    """Returns a fresh ASE calculator; `relax` says whether the ions will move."""
+    """Returns a fresh ASE calculator for one structure.
 
-    def __call__(self, relax: bool = False) -> Any:  # noqa: D102
+    `relax` says whether the ions will move; `grid_cell` which cell's k-point grid a DFT
+    calculator keeps (None: the structure's own).
+    """
+
+    def __call__(self, relax: bool = False, grid_cell: Any = None) -> Any:  # noqa: D102
         ...
 
 
@@ -31,21 +38,27 @@ RELAX_FMAX = 0.01  # eV/A
 RELAX_STEPS = 60
 
 
-def energy_and_stress(atoms: Atoms, factory: CalculatorFactory) -> tuple[float, np.ndarray]:
+def energy_and_stress(
+    atoms: Atoms, factory: CalculatorFactory, grid_cell: Any = None
+) -> tuple[float, np.ndarray]:
     """Return the energy (eV) and Voigt stress (eV/A^3, ASE sign) of a fixed structure."""
     work = atoms.copy()
-    work.calc = factory(relax=False)
+    work.calc = factory(relax=False, grid_cell=grid_cell)
     return float(work.get_potential_energy()), np.asarray(work.get_stress(voigt=True))
 
 
 def relax_ions(
-    atoms: Atoms, factory: CalculatorFactory, fmax: float = RELAX_FMAX, steps: int = RELAX_STEPS
+    atoms: Atoms,
+    factory: CalculatorFactory,
+    fmax: float = RELAX_FMAX,
+    steps: int = RELAX_STEPS,
+    grid_cell: Any = None,
 ) -> Atoms:
     """Relax positions at a fixed cell with BFGS; return the relaxed copy (calculator attached)."""
     from ase.optimize import BFGS
 
     work = atoms.copy()
-    work.calc = factory(relax=True)
+    work.calc = factory(relax=True, grid_cell=grid_cell)
     if np.abs(work.get_forces()).max() > fmax:
         opt = BFGS(work, logfile=None, maxstep=0.1)
         if not opt.run(fmax=fmax, steps=steps):
@@ -71,7 +84,7 @@ def equation_of_state(
     for eps in strains:
         work = atoms.copy()
         work.set_cell(atoms.cell.array * (1.0 + eps), scale_atoms=True)
-        energy, stress = energy_and_stress(work, factory)
+        energy, stress = energy_and_stress(work, factory, grid_cell=atoms.cell.array)
         volumes.append(work.get_volume())
         energies.append(energy)
         pressures.append(-float(stress[:3].mean()) / GPa)
@@ -135,10 +148,10 @@ def elastic_constants(
         for sign in (1.0, -1.0):
             work = strained_cell(atoms, j, sign * strain)
             if relax:
-                work = relax_ions(work, factory, fmax=fmax)
+                work = relax_ions(work, factory, fmax=fmax, grid_cell=atoms.cell.array)
                 stress = np.asarray(work.get_stress(voigt=True))
             else:
-                _, stress = energy_and_stress(work, factory)
+                _, stress = energy_and_stress(work, factory, grid_cell=atoms.cell.array)
             stresses.append(stress)
         c[:, j] = (stresses[0] - stresses[1]) / (2.0 * strain) / GPa
     if cubic:

@@ -70,7 +70,7 @@ def stress_check(
     for eps in (-strain, strain):
         work = crystal.copy()
         work.set_cell(crystal.cell.array * (1 + eps), scale_atoms=True)
-        energies.append(energy_and_stress(work, factory)[0])
+        energies.append(energy_and_stress(work, factory, grid_cell=crystal.cell.array)[0])
         volumes.append(work.get_volume())
     _, stress = energy_and_stress(crystal, factory)
     analytic = -float(np.mean(stress[:3])) / GPa

@@ -188,7 +188,7 @@ def validate_committee(
         out["test_set"] = {"frames": 0}
         out["calibration"] = {"spearman": None, "scale": None}
 
-    def model_factory(relax: bool = False) -> CommitteeCalculator:
+    def model_factory(relax: bool = False, grid_cell: Any = None) -> CommitteeCalculator:
         return CommitteeCalculator(members)
 
     peer_list = list(settings["peers"]) if peers else []
