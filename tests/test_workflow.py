@@ -129,8 +129,17 @@ def test_bad_config_stops_before_any_job_with_one_message(tmp_path):
 def test_iteration_zero_runs_for_real_and_a_rerun_does_nothing(tmp_path):
     work = workflow_copy(tmp_path / "repo")
     target = "results/tiny/iter_000/dataset/summary.json"  # the whole loop: test_campaign.py
-    snakemake("--configfile", "tests/data/tiny.yaml", "-c2", target, cwd=work)
+    reference = "results/tiny/validation/dft_si.json"
+    snakemake("--configfile", "tests/data/tiny.yaml", "-c2", target, reference, cwd=work)
     data = work / "results" / "tiny" / "iter_000" / "dataset"
     assert (data / "ase.db").is_file() and (data / "summary.json").is_file()
     again = snakemake("--configfile", "tests/data/tiny.yaml", "-c2", "-n", target, cwd=work)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # A DFT reference reads the protocol, the crystal and the property settings only: another
+    # trust window must not re-run it (and with it every validation that reads it).
+    config = yaml.safe_load((work / "tests/data/tiny.yaml").read_text())
+    config["systems"]["si"]["trust"] = {"lo": 0.03, "hi": 0.5}
+    retrusted = work / "retrusted.yaml"
+    retrusted.write_text(yaml.safe_dump(config))
+    plan = snakemake("--configfile", str(retrusted), "-n", reference, cwd=work)
+    assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout[-2000:]

@@ -320,6 +320,20 @@ def validation_config():
     return as_json({k: config[k] for k in ("seed", "systems", "dft", "validate")})
 
 
+def dft_reference_config(wildcards):
+    """What one system's DFT reference reads, as JSON: a changed trust level, exploration plan
+    or tolerance must not re-run it (every validation depends on it)."""
+    system = config["systems"][wildcards.system]
+    picked = {"structure": system["structure"], "validate": system["validate"]}
+    return as_json(
+        {
+            "dft": config["dft"],
+            "systems": {wildcards.system: picked},
+            "validate": {"properties": config["validate"]["properties"]},
+        }
+    )
+
+
 def protocol_check_config():
     """What the protocol check reads, as JSON: a tolerance or a test-set size changed later
     must not re-run it (the whole loop depends on it)."""

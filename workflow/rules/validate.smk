@@ -38,7 +38,7 @@ rule dft_reference:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 240 * attempt,
     params:
-        config=validation_config(),
+        config=dft_reference_config,
         cache=REFERENCE_CACHE,
         log_dir="results/{campaign}/logs/validation",
     shell:
