@@ -44,7 +44,7 @@ def energy_curve(
     for eps in strains:
         work = crystal.copy()
         work.set_cell(crystal.cell.array * (1.0 + eps), scale_atoms=True)
-        work.calc = make(relax=False)
+        work.calc = make(relax=False, grid_cell=crystal.cell)
         energies.append(float(work.get_potential_energy()))
         volumes.append(float(work.get_volume()))
         print(f"  ecut {dft['ecut']:.0f}  strain {eps:+.3f}  E {energies[-1]:.4f} eV", flush=True)
