@@ -205,3 +205,23 @@ def test_report_says_which_species_drives_the_deviation():
     assert "largest deviation on" not in fractions_table(
         Campaign(Path("."), "si", [Iteration(0, select=one_species)])
     )
+
+
+@pytest.mark.parametrize("strategy", ["uncertainty", "random"])
+def test_per_task_cap_shares_picks_out_over_tasks(strategy):
+    spread = frames(40, 0.15, lambda k: 0.06 + 0.001 * k, seed=1)  # frames far apart
+    alike = frames(40, 0.02, 0.14, seed=2)  # more uncertain, but alike to the descriptor
+    trajectories = {"npt": spread, "liquid": alike}
+    uncapped, _ = select_frames(trajectories, TRUST, ["Si"], 12, 0, 0.0, strategy, 3)
+    capped, report = select_frames(
+        trajectories, TRUST, ["Si"], 12, 0, 0.0, strategy, 3, max_frames_per_task=6
+    )
+    tasks = [p.info["task"] for p in capped]
+    assert len(capped) == 12 and tasks.count("npt") == 6 and tasks.count("liquid") == 6
+    assert report["max_frames_per_task"] == 6
+    if strategy == "uncertainty":  # without the cap the spread-out task takes nearly everything
+        assert [p.info["task"] for p in uncapped].count("liquid") < 6
+    few, _ = select_frames(
+        trajectories, TRUST, ["Si"], 12, 0, 0.0, strategy, 3, max_frames_per_task=2
+    )
+    assert len(few) == 4

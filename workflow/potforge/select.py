@@ -6,6 +6,7 @@ independent of Snakemake, the MD engine and the DFT code.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -115,12 +116,14 @@ def diverse_picks(
     max_picks: int,
     min_distance: float,
     min_step_gap: int,
+    max_per_group: int | None = None,
 ) -> list[Pick]:
     """Farthest-point sampling over candidates, starting from the most uncertain one.
 
     A frame is skipped when it lies within `min_step_gap` MD steps of a pick from the same
-    trajectory (`groups`), and sampling stops once the farthest remaining frame is closer than
-    `min_distance` to a pick: near-duplicates are never picked twice.
+    trajectory (`groups`), or when its trajectory already gave `max_per_group` picks; sampling
+    stops once the farthest remaining frame is closer than `min_distance` to a pick:
+    near-duplicates are never picked twice.
     """
     n = len(deviations)
     if n == 0 or max_picks == 0:
@@ -131,9 +134,14 @@ def diverse_picks(
     blocked = np.zeros(n, dtype=bool)
     blocked[first] = True
 
+    taken: Counter[str] = Counter()
+
     def block_neighbours(k: int) -> None:
+        taken[groups[k]] += 1
+        full = max_per_group is not None and taken[groups[k]] >= max_per_group
         for m in range(n):
-            if groups[m] == groups[k] and abs(int(steps[m]) - int(steps[k])) < min_step_gap:
+            near = abs(int(steps[m]) - int(steps[k])) < min_step_gap
+            if groups[m] == groups[k] and (near or full):
                 blocked[m] = True
 
     block_neighbours(first)
@@ -161,13 +169,17 @@ def random_picks(
     min_distance: float,
     min_step_gap: int,
     rng: np.random.Generator,
+    max_per_group: int | None = None,
 ) -> list[Pick]:
-    """Uniformly random picks in a seeded order, with the step-gap and near-duplicate filter."""
+    """Uniformly random picks in a seeded order, with the same filters as `diverse_picks`."""
     picks: list[Pick] = []
+    taken: Counter[str] = Counter()
     for k in rng.permutation(len(groups)):
         if len(picks) >= max_picks:
             break
         k = int(k)
+        if max_per_group is not None and taken[groups[k]] >= max_per_group:
+            continue
         if any(
             groups[p.index] == groups[k] and abs(int(steps[p.index]) - int(steps[k])) < min_step_gap
             for p in picks
@@ -180,6 +192,7 @@ def random_picks(
         if distance < min_distance:
             continue
         picks.append(Pick(k, float("nan"), distance, "random"))
+        taken[groups[k]] += 1
     return picks
 
 
@@ -193,6 +206,7 @@ def select_frames(
     strategy: str = "uncertainty",
     seed: int = 0,
     max_volume_ratio: float | None = None,
+    max_frames_per_task: int | None = None,
 ) -> tuple[list[Atoms], dict[str, Any]]:
     """Classify every explored frame and pick frames for DFT; return picks and a report.
 
@@ -201,7 +215,8 @@ def select_frames(
     diverse candidates of the trust window; `random` picks uniformly among all explored frames
     (any class), with the same filters: the baseline arm of an active-learning comparison.
     A frame swollen past `max_volume_ratio` x its trajectory's start volume per atom counts as
-    failed, whatever its deviation, and neither strategy picks it.
+    failed, whatever its deviation, and neither strategy picks it. `max_frames_per_task` caps
+    the picks from any one task (trajectory) under both strategies.
     """
     if strategy not in ("uncertainty", "random"):
         raise ValueError(f"select.strategy: unknown {strategy!r}; use uncertainty or random")
@@ -240,6 +255,7 @@ def select_frames(
                 min_distance,
                 min_step_gap,
                 np.random.default_rng(seed),
+                max_frames_per_task,
             )
             for pick in picks:
                 pick.deviation = float(pool[pick.index][1].info["max_force_dev"])
@@ -253,6 +269,7 @@ def select_frames(
             max_frames,
             min_distance,
             min_step_gap,
+            max_frames_per_task,
         )
     selected = []
     picked_report = []
@@ -287,6 +304,7 @@ def select_frames(
         "candidates": len(candidates),
         "expanded": expanded,
         "max_volume_ratio": max_volume_ratio,
+        "max_frames_per_task": max_frames_per_task,
         "picked": picked_report,
         "per_species": species_deviation(
             [a for frames in trajectories.values() for a in frames], species

@@ -71,6 +71,7 @@ def run_select(args: argparse.Namespace) -> int:
         strategy=settings.get("strategy", "uncertainty"),
         seed=int(settings.get("seed", 0)) + args.iteration,
         max_volume_ratio=settings.get("max_volume_ratio"),
+        max_frames_per_task=settings.get("max_frames_per_task"),
     )
     for atoms in picked:
         atoms.info["selected_in"] = args.iteration
