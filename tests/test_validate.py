@@ -302,3 +302,36 @@ def test_the_test_set_is_drawn_over_every_task_and_skips_training_structures():
     picked = draw_from_generators(fresh, training, 10, rng)
     assert len(picked) == 3
     assert not {structure_hash(a) for a in picked} & {structure_hash(a) for a in training}
+
+
+def test_an_earlier_test_set_given_as_a_structure_file_keeps_every_frame_and_its_groups(tmp_path):
+    from ase.io import write
+
+    from potforge.errors import ConfigError
+    from potforge.structures import read_structure_frames
+    from potforge.validate.testset import frames_in_test_set, named_structures
+
+    earlier = []
+    for k, origin in enumerate(["explore:001-nvt-T1200", "sample:rattle", None]):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+        atoms.rattle(0.05, seed=k)
+        if origin:
+            atoms.info.update(origin=origin, system="si")
+        earlier.append(atoms)
+    path = tmp_path / "test_set.extxyz"
+    write(path, earlier)
+    frames = named_structures({str(path): read_structure_frames(path)}, "si")
+    assert [a.info["origin"] for a in frames] == [
+        "file:explore:001-nvt-T1200",
+        "file:sample:rattle",
+        f"file:{path}",
+    ]
+    assert {a.info["system"] for a in frames} == {"si"}
+    assert np.allclose(frames[1].positions, earlier[1].positions)
+    settings = {"explore_frames": 4, "sample_frames": 2, "structures": [str(path)]}
+    assert frames_in_test_set(settings, systems=2) == 4 + 2 * 2 + 3
+    # A frame of a system this campaign lacks is named when the configuration is checked.
+    earlier[0].info["system"] = "hfo2"
+    write(path, earlier)
+    with pytest.raises(ConfigError, match="frame 0 is of system 'hfo2'"):
+        tiny_config(validate={"test_set": {"structures": [str(path)]}})

@@ -255,7 +255,9 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}.explore.tasks[{i}].start: {problem}")
     structures = config.get("validate", {}).get("test_set", {}).get("structures", [])
     for i, path in enumerate(structures):
-        problem = _file_problem(path)
+        problem = _file_problem(path, every_frame=True) or _system_problem(
+            path, config.get("systems", {})
+        )
         if problem:
             raise ConfigError(f"validate.test_set.structures[{i}]: {problem}")
 
@@ -293,17 +295,29 @@ def _prototype_problem(prototype: str, element: str, a: float | None) -> str | N
     return None
 
 
-def _file_problem(path: str) -> str | None:
-    """Return why a structure file cannot be used, or None when it reads as a 3D cell."""
+def _file_problem(path: str, every_frame: bool = False) -> str | None:
+    """Return why a structure file cannot be used, or None when it reads as 3D cells."""
     from potforge.errors import StructureError
-    from potforge.structures import read_structure
+    from potforge.structures import read_structure_frames
 
     try:
-        read_structure(path)
+        read_structure_frames(path, ":" if every_frame else 0)
     except StructureError as exc:
         return str(exc)
     except OSError as exc:  # a name too long for the file system, a permission error...
         return f"cannot open '{path}': {exc.strerror or type(exc).__name__}"
+    return None
+
+
+def _system_problem(path: str, systems: Mapping[str, Any]) -> str | None:
+    """Return why a file's frames name a system the campaign does not have, or None."""
+    from potforge.structures import read_structure_frames
+
+    for k, atoms in enumerate(read_structure_frames(path)):
+        name = atoms.info.get("system")
+        if name is not None and name not in systems:
+            known = ", ".join(sorted(systems))
+            return f"'{path}' frame {k} is of system {name!r}; this campaign has {known}"
     return None
 
 

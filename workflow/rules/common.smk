@@ -9,6 +9,7 @@ from potforge.errors import ConfigError
 from potforge.md.explore import expand_tasks
 from potforge.sampling import sample_count
 from potforge.train.settings import member_epochs
+from potforge.validate.testset import frames_in_test_set
 from snakemake.exceptions import WorkflowError
 
 try:
@@ -359,12 +360,7 @@ def test_set_trajectories(wildcards):
 
 def test_set_labels(wildcards):
     """The labelled chunks of the independent test set."""
-    settings = config["validate"]["test_set"]
-    size = (
-        settings["explore_frames"]
-        + settings["sample_frames"] * len(SYSTEMS)
-        + len(settings["structures"])
-    )
+    size = frames_in_test_set(config["validate"]["test_set"], len(SYSTEMS))
     return [
         f"results/{wildcards.campaign}/validation/labels/chunk_{chunk}.extxyz"
         for chunk in chunks_for(size)

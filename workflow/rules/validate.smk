@@ -52,6 +52,7 @@ rule test_set:
         samples=expand(
             "results/{{campaign}}/iter_000/sample/{system}.extxyz", system=SYSTEMS
         ),
+        structures=config["validate"]["test_set"]["structures"],
     output:
         "results/{campaign}/validation/test_set.extxyz",
     log:

@@ -80,7 +80,7 @@ def run_test_set(args: argparse.Namespace) -> int:
     import numpy as np
 
     from potforge.sampling import sample_system, screen
-    from potforge.structures import read_structure, starting_structure
+    from potforge.structures import read_structure_frames, starting_structure
     from potforge.validate.testset import (
         SAMPLE_SEED_OFFSET,
         draw_from_exploration,
@@ -101,11 +101,8 @@ def run_test_set(args: argparse.Namespace) -> int:
         drawn = sample_system(name, base, system, config["seed"] + SAMPLE_SEED_OFFSET)
         fresh += screen(drawn, system["min_distance_fraction"])[0]
     frames += draw_from_generators(fresh, training, settings["sample_frames"], rng)
-    files = settings["structures"]
-    named = named_structures([read_structure(f) for f in files], files)
-    for atoms in named:
-        atoms.info.setdefault("system", next(iter(sorted(config["systems"]))))
-    frames += named
+    files = {path: read_structure_frames(path) for path in settings["structures"]}
+    frames += named_structures(files, next(iter(sorted(config["systems"]))))
     write_frames(args.out, frames)
     counts: dict[str, int] = {}
     for atoms in frames:

@@ -88,9 +88,29 @@ def draw_from_generators(
     ]
 
 
-def named_structures(frames: Sequence[Atoms], names: Sequence[str]) -> list[Atoms]:
-    """Tag structures read from files named in the configuration."""
-    return [_tagged(a, f"file:{name}", "file") for a, name in zip(frames, names, strict=True)]
+def named_structures(files: Mapping[str, Sequence[Atoms]], default_system: str) -> list[Atoms]:
+    """Tag every frame of the structure files named in the configuration (file name -> frames).
+
+    A frame keeps the `system` it carries (else `default_system`) and, as `file:<origin>`, the
+    origin it carries: a test set written by an earlier run, given here, is reported by the same
+    groups as there, so that two runs are measured on the same frames.
+    """
+    out = []
+    for name, frames in files.items():
+        for atoms in frames:
+            origin = atoms.info.get("origin", name)
+            frame = _tagged(atoms, f"file:{origin}", "file")
+            frame.info["system"] = atoms.info.get("system", default_system)
+            out.append(frame)
+    return out
+
+
+def frames_in_test_set(settings: Mapping[str, Any], systems: int) -> int:
+    """Return how many frames the test set of `settings` (validate.test_set) holds."""
+    from potforge.structures import read_structure_frames
+
+    files = sum(len(read_structure_frames(path)) for path in settings["structures"])
+    return settings["explore_frames"] + settings["sample_frames"] * systems + files
 
 
 def excluded_steps(test_set: Sequence[Atoms], gap: int) -> dict[str, list[tuple[int, int]]]:
