@@ -335,3 +335,9 @@ def test_an_earlier_test_set_given_as_a_structure_file_keeps_every_frame_and_its
     write(path, earlier)
     with pytest.raises(ConfigError, match="frame 0 is of system 'hfo2'"):
         tiny_config(validate={"test_set": {"structures": [str(path)]}})
+    # So is a frame whose elements the model does not know.
+    earlier[0].info["system"] = "si"
+    earlier[2][1].symbol = "O"
+    write(path, earlier)
+    with pytest.raises(ConfigError, match="structures.0.: .* frame 2 holds O, which no system"):
+        tiny_config(validate={"test_set": {"structures": [str(path)]}})

@@ -255,9 +255,7 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}.explore.tasks[{i}].start: {problem}")
     structures = config.get("validate", {}).get("test_set", {}).get("structures", [])
     for i, path in enumerate(structures):
-        problem = _file_problem(path, every_frame=True) or _system_problem(
-            path, config.get("systems", {})
-        )
+        problem = _file_problem(path, every_frame=True) or _frames_problem(path, config)
         if problem:
             raise ConfigError(f"validate.test_set.structures[{i}]: {problem}")
 
@@ -309,15 +307,22 @@ def _file_problem(path: str, every_frame: bool = False) -> str | None:
     return None
 
 
-def _system_problem(path: str, systems: Mapping[str, Any]) -> str | None:
-    """Return why a file's frames name a system the campaign does not have, or None."""
+def _frames_problem(path: str, config: Mapping[str, Any]) -> str | None:
+    """Return why a test-set file's frames do not fit the campaign (system, elements), or None."""
     from potforge.structures import read_structure_frames
 
+    systems, species = config["systems"], model_species(config)
     for k, atoms in enumerate(read_structure_frames(path)):
         name = atoms.info.get("system")
         if name is not None and name not in systems:
             known = ", ".join(sorted(systems))
             return f"'{path}' frame {k} is of system {name!r}; this campaign has {known}"
+        alien = sorted(set(atoms.get_chemical_symbols()) - set(species))
+        if alien:
+            return (
+                f"'{path}' frame {k} holds {', '.join(alien)}, which no system of this campaign "
+                f"has (the model knows {', '.join(species)})"
+            )
     return None
 
 
