@@ -219,11 +219,13 @@ def mutate(doc: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], Mut
         bad = rng.choice(BAD_FILES)
         place = rng.choice(["structure", "validate", "test_set"])
         if place == "test_set":
+            # The bad file first: a good Si file beside it would be refused too in an HfO2
+            # campaign (no system there has Si), and the first problem is the one named.
             doc.setdefault("validate", {}).setdefault("test_set", {})["structures"] = [
-                "tests/data/si2.extxyz",
                 bad,
+                "tests/data/si2.extxyz",
             ]
-            path: Path_ = ("validate", "test_set", "structures", 1)
+            path: Path_ = ("validate", "test_set", "structures", 0)
         else:
             if place == "structure":
                 where = ("systems", name, "structure")
