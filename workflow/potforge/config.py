@@ -6,7 +6,7 @@ import copy
 import difflib
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -255,7 +255,8 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}.explore.tasks[{i}].start: {problem}")
     structures = config.get("validate", {}).get("test_set", {}).get("structures", [])
     for i, path in enumerate(structures):
-        problem = _file_problem(path, every_frame=True) or _frames_problem(path, config)
+        frames, problem = _read_frames(path, ":")
+        problem = problem or _frames_problem(path, frames, config)
         if problem:
             raise ConfigError(f"validate.test_set.structures[{i}]: {problem}")
 
@@ -293,26 +294,28 @@ def _prototype_problem(prototype: str, element: str, a: float | None) -> str | N
     return None
 
 
-def _file_problem(path: str, every_frame: bool = False) -> str | None:
-    """Return why a structure file cannot be used, or None when it reads as 3D cells."""
+def _file_problem(path: str) -> str | None:
+    """Return why a structure file cannot be used, or None when it reads as a 3D cell."""
+    return _read_frames(path, 0)[1]
+
+
+def _read_frames(path: str, index: int | str) -> tuple[list[Any], str | None]:
+    """Read a structure file's frames; return them and None, or [] and why it cannot be used."""
     from potforge.errors import StructureError
     from potforge.structures import read_structure_frames
 
     try:
-        read_structure_frames(path, ":" if every_frame else 0)
+        return read_structure_frames(path, index), None
     except StructureError as exc:
-        return str(exc)
+        return [], str(exc)
     except OSError as exc:  # a name too long for the file system, a permission error...
-        return f"cannot open '{path}': {exc.strerror or type(exc).__name__}"
-    return None
+        return [], f"cannot open '{path}': {exc.strerror or type(exc).__name__}"
 
 
-def _frames_problem(path: str, config: Mapping[str, Any]) -> str | None:
+def _frames_problem(path: str, frames: Sequence[Any], config: Mapping[str, Any]) -> str | None:
     """Return why a test-set file's frames do not fit the campaign (system, elements), or None."""
-    from potforge.structures import read_structure_frames
-
     systems, species = config["systems"], model_species(config)
-    for k, atoms in enumerate(read_structure_frames(path)):
+    for k, atoms in enumerate(frames):
         name = atoms.info.get("system")
         if name is not None and name not in systems:
             known = ", ".join(sorted(systems))

@@ -22,6 +22,8 @@ config.update(_validated)
 CAMPAIGN = config["campaign"]
 REFERENCE_CACHE = "results/references"  # DFT property references, shared by campaigns
 SYSTEMS = sorted(config["systems"])
+# The test set's size, counted once (its structure files are read here, not per job).
+TEST_SET_FRAMES = frames_in_test_set(config["validate"]["test_set"], len(SYSTEMS))
 SPECIES = model_species(config)
 MEMBERS = range(config["train"]["committee"])
 EXPLORE_MODEL = {
@@ -360,10 +362,9 @@ def test_set_trajectories(wildcards):
 
 def test_set_labels(wildcards):
     """The labelled chunks of the independent test set."""
-    size = frames_in_test_set(config["validate"]["test_set"], len(SYSTEMS))
     return [
         f"results/{wildcards.campaign}/validation/labels/chunk_{chunk}.extxyz"
-        for chunk in chunks_for(size)
+        for chunk in chunks_for(TEST_SET_FRAMES)
     ]
 
 
