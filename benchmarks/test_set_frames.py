@@ -7,8 +7,8 @@ atoms, Hf or another species), then per run the RMSE over all frames, per specie
 (explored / sampled frames), and writes them to benchmarks/results/NAME.json.
 
     python benchmarks/test_set_frames.py --test-set config/test_sets/hfo2-quick.extxyz \
-        --run 3it=benchmarks/results/hfo2_campaign_3_iterations/validation.json \
-        --run 4it=benchmarks/results/hfo2_campaign_4_iterations/validation.json
+        --run 9b55750=benchmarks/results/hfo2_campaign_3_iterations/validation.json \
+        --run 48c376c=benchmarks/results/hfo2_campaign/validation.json
 """
 
 from __future__ import annotations
