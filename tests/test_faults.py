@@ -160,7 +160,11 @@ def mutate(doc: dict[str, Any], rng: random.Random) -> tuple[dict[str, Any], Mut
     if op == "delete":
         path, _ = rng.choice(everything)
         del get(doc, parent(path))[path[-1]]
-        return doc, Mutation(op, path, f"deleted {key_path(path)}", (path, parent(path)))
+        anchors = (path, parent(path))
+        if parent(path) == ("systems",):
+            # A test-set file whose frames carry the deleted system's name is then the bad key.
+            anchors += (("validate", "test_set", "structures"),)
+        return doc, Mutation(op, path, f"deleted {key_path(path)}", anchors)
     if op == "wrong_type":
         path, old = rng.choice(everything)
         kinds = [k for k in WRONG_TYPES if k != kind_of(old)]
