@@ -78,6 +78,13 @@ def test_model_card_says_whether_it_trained_on_stress():
     dropped = {**check, "train_on_stress": False, "systems": {"c": {"difference_gpa": 75.6}}}
     text = model_card_markdown({**card, "protocol_check": dropped})
     assert "**not trained on**: analytic stress and -dE/dV differ by up to 75.6 GPa" in text
+    # errors against such labels are not printed as if they meant something
+    note = "not measured: the protocol's stress labels are wrong (analytic stress and ..."
+    card["committee_test_errors"] = {**card["committee_test_errors"], "stress_note": note}
+    card["validation"]["test_set"] = {**card["validation"]["test_set"], "stress_note": note}
+    text = model_card_markdown({**card, "protocol_check": dropped})
+    assert "stress MAE" not in text and "stress RMSE" not in text
+    assert text.count(f"stress {note}") == 2
 
 
 def test_model_card_names_the_scatter_of_the_dft_energies():

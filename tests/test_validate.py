@@ -205,6 +205,28 @@ def test_the_protocol_check_flags_a_pulay_stress_and_can_stop(tmp_path):
         protocol_check(stop, tmp_path, log=lambda _: None)
 
 
+def test_stress_labels_a_protocol_check_found_wrong_are_not_measured(si_frames):
+    from potforge.train.accuracy import error_metrics, measured_labels
+    from potforge.train.models import Predictions
+
+    pred = Predictions(
+        np.array([a.get_potential_energy() for a in si_frames]),
+        [a.get_forces() + 0.1 for a in si_frames],
+        np.array([np.eye(3) * 0.01 for _ in si_frames]),
+    )
+    trusted, note = measured_labels(si_frames, {"train_on_stress": True, "systems": {}})
+    assert note is None and error_metrics(trusted, pred)["stress_mae_gpa"] > 0
+    wrong = {"train_on_stress": False, "systems": {"si": {"difference_gpa": 75.6}}}
+    frames, note = measured_labels(si_frames, wrong)
+    assert "75.6 GPa" in note
+    assert all("stress" not in a.calc.results for a in frames)
+    assert all("stress" in a.calc.results for a in si_frames)  # the labels themselves are kept
+    metrics = error_metrics(frames, pred)
+    assert metrics["stress_mae_gpa"] is None
+    assert metrics["force_rmse_ev_per_a"] == pytest.approx(0.1)
+    assert metrics["energy_rmse_mev_per_atom"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_references_use_the_point_group_only_for_fixed_geometries():
     dft = tiny_config()["dft"]
     fixed, moving = reference_parameters(dft, relax=False), reference_parameters(dft, relax=True)

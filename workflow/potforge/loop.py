@@ -172,6 +172,7 @@ def validation_summary(validation: Mapping[str, Any]) -> dict[str, Any]:
         "energy_mae_mev_per_atom",
         "stress_rmse_gpa",
         "per_species_force_rmse_ev_per_a",
+        "stress_note",
     )
     per_origin = {
         name: {k: row.get(k) for k in ("frames", "force_rmse_ev_per_a", "energy_rmse_mev_per_atom")}
@@ -226,8 +227,8 @@ def validation_markdown(summary: Mapping[str, Any]) -> list[str]:
         "",
         f"- Independent test set: {ts.get('frames')} frames, force RMSE "
         f"{f(ts.get('force_rmse_ev_per_a'))} eV/A, energy RMSE "
-        f"{f(ts.get('energy_rmse_mev_per_atom'))} meV/atom, stress RMSE "
-        f"{f(ts.get('stress_rmse_gpa'))} GPa",
+        f"{f(ts.get('energy_rmse_mev_per_atom'))} meV/atom, stress "
+        + (ts.get("stress_note") or f"RMSE {f(ts.get('stress_rmse_gpa'))} GPa"),
     ]
     for name, peer in summary["peers"].items():
         lines.append(
@@ -285,10 +286,11 @@ def _test_errors_line(committee: Mapping[str, Any]) -> str:
     def value(key: str) -> str:
         return "n/a" if mean.get(key) is None else f"{mean[key]:.3g}"
 
+    stress = committee.get("stress_note") or f"MAE {value('stress_mae_gpa')} GPa"
     return (
         f"- Committee test errors ({committee.get('frames', 0)} frames): energy MAE "
         f"{value('energy_mae_mev_per_atom')} meV/atom, force MAE {value('force_mae_ev_per_a')} "
-        f"eV/A, stress MAE {value('stress_mae_gpa')} GPa"
+        f"eV/A, stress {stress}"
     )
 
 

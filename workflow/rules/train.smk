@@ -84,6 +84,7 @@ rule committee:
     input:
         ckpts=committee_files("best.ckpt"),
         test="results/{campaign}/iter_{iter}/dataset/test.extxyz",
+        check="results/{campaign}/validation/protocol_check.json",
     output:
         "results/{campaign}/iter_{iter}/train/committee.json",
     log:
@@ -93,4 +94,5 @@ rule committee:
     threads: 1
     shell:
         "potforge committee --members {input.ckpts} --test {input.test} --threads {threads}"
+        " --protocol-check {input.check}"
         " --out {output} > {log} 2>&1"

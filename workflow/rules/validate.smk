@@ -101,6 +101,7 @@ rule validate_iteration:
         members=committee_files("model.nequip.zip"),
         labels=test_set_labels,
         references=dft_references,
+        check="results/{campaign}/validation/protocol_check.json",
     output:
         "results/{campaign}/iter_{iter}/validate/validation.json",
     log:
@@ -119,7 +120,7 @@ rule validate_iteration:
     shell:
         "potforge validate --config {params.config:q} --species {params.species}"
         " --members {input.members} --test-labels {input.labels}"
-        " --references {input.references} --iteration {wildcards.iter}"
+        " --references {input.references} --protocol-check {input.check} --iteration {wildcards.iter}"
         " --out {output} > {log} 2>&1"
 
 
@@ -128,6 +129,7 @@ rule validate_final:
         members=final_member_files,
         labels=test_set_labels,
         references=dft_references,
+        check="results/{campaign}/validation/protocol_check.json",
         plugin="results/{campaign}/lammps/plugin.path",
     output:
         "results/{campaign}/final/validation.json",
@@ -152,6 +154,6 @@ rule validate_final:
     shell:
         "potforge validate --config {params.config:q} --species {params.species}"
         " --members {params.packages} --test-labels {input.labels}"
-        " --references {input.references} --iteration {params.iteration} --peers"
+        " --references {input.references} --protocol-check {input.check} --iteration {params.iteration} --peers"
         ' --compiled {params.compiled} --plugin "$(cat {input.plugin})"'
         " --md-dir {params.md_dir} --out {output} > {log} 2>&1"

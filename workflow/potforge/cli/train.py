@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("committee", help="committee errors on the test split (JSON)")
     _add_members(p)
     p.add_argument("--test", required=True, help="labelled frames (extxyz)")
+    p.add_argument(
+        "--protocol-check", help="protocol_check.json: wrong stress labels are not measured"
+    )
     p.add_argument("--out", required=True, help="summary JSON")
     p.set_defaults(func=run_committee)
 
@@ -159,10 +162,16 @@ def _load(args: argparse.Namespace) -> list:
 
 def run_committee(args: argparse.Namespace) -> int:
     """Write committee-mean and per-member errors on a labelled split."""
-    from potforge.io import read_frames, write_json
+    from potforge.io import read_frames, read_json, write_json
+    from potforge.train.accuracy import measured_labels
     from potforge.train.committee import committee_summary
 
-    summary = committee_summary(_load(args), read_frames(args.test), Path(args.test).stem)
+    frames, stress_note = measured_labels(
+        read_frames(args.test), read_json(args.protocol_check) if args.protocol_check else None
+    )
+    summary = committee_summary(_load(args), frames, Path(args.test).stem)
+    if stress_note:
+        summary["stress_note"] = stress_note
     write_json(args.out, summary)
     print(json.dumps({"committee_mean": summary["committee_mean"]}))
     return 0

@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--references", nargs="*", default=[], help="dft-reference JSON files")
     p.add_argument("--iteration", type=int, help="the committee's iteration")
     p.add_argument("--peers", action="store_true", help="also measure validate.peers")
+    p.add_argument(
+        "--protocol-check", help="protocol_check.json: wrong stress labels are not measured"
+    )
     p.add_argument("--compiled", nargs="*", default=[], help="compiled models: MD stability")
     p.add_argument("--plugin", help="LAMMPS plugin for MD stability")
     p.add_argument("--md-dir", help="folder of the MD stability runs")
@@ -136,11 +139,15 @@ def run_validate(args: argparse.Namespace) -> int:
     """Measure a committee and write validation JSON."""
     _serial_mpi()
     from potforge.structures import starting_structure
+    from potforge.train.accuracy import measured_labels
     from potforge.validate.stability import md_stability
     from potforge.validate.stage import validate_committee
 
     config = json.loads(args.config)
-    frames = [a for path in args.test_labels for a in read_frames(path)]
+    frames, stress_note = measured_labels(
+        [a for path in args.test_labels for a in read_frames(path)],
+        read_json(args.protocol_check) if args.protocol_check else None,
+    )
     references = {}
     for path in args.references:
         ref = read_json(path)
@@ -149,6 +156,8 @@ def run_validate(args: argparse.Namespace) -> int:
         config, args.species, args.members, frames, references, peers=args.peers, log=_log
     )
     result["iteration"] = args.iteration
+    if stress_note and result["test_set"].get("frames"):
+        result["test_set"]["stress_note"] = stress_note
     if args.compiled and config["validate"]["md_stability"] is not None:
         result["md_stability"] = {}
         for name, system in sorted(config["systems"].items()):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import voigt_6_to_full_3x3_stress
 from ase.units import GPa
 
@@ -19,6 +20,45 @@ def label_stress(atoms: Atoms) -> np.ndarray | None:
         return None
     stress = np.asarray(atoms.calc.results["stress"], dtype=float)
     return voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress.reshape(3, 3)
+
+
+def untrusted_stress_reason(check: Mapping[str, Any] | None) -> str | None:
+    """Why a campaign's stress labels are not measured against (None when they are trusted).
+
+    `check` is the protocol check (validation/protocol_check.json): where the analytic stress
+    disagrees with -dE/dV at the protocol, the stress labels are wrong and no error against
+    them means anything.
+    """
+    if not check or check.get("train_on_stress", True):
+        return None
+    worst = max((s["difference_gpa"] for s in check.get("systems", {}).values()), default=0.0)
+    return (
+        f"not measured: the protocol's stress labels are wrong (analytic stress and -dE/dV "
+        f"differ by up to {worst:.1f} GPa)"
+    )
+
+
+def without_stress_labels(frames: Sequence[Atoms]) -> list[Atoms]:
+    """Copies of labelled frames with their DFT stress removed (energies and forces kept)."""
+    out = []
+    for atoms in frames:
+        copy = atoms.copy()
+        if atoms.calc is not None:
+            results = {k: v for k, v in atoms.calc.results.items() if k != "stress"}
+            copy.calc = SinglePointCalculator(copy, **results)
+        out.append(copy)
+    return out
+
+
+def measured_labels(
+    frames: Sequence[Atoms], check: Mapping[str, Any] | None
+) -> tuple[list[Atoms], str | None]:
+    """Frames to measure errors on, without stress where the protocol check found it wrong.
+
+    Returns the frames and the reason the stress is not measured (None when it is).
+    """
+    reason = untrusted_stress_reason(check)
+    return (without_stress_labels(frames) if reason else list(frames)), reason
 
 
 def error_metrics(frames: Sequence[Atoms], pred: Predictions) -> dict[str, Any]:
