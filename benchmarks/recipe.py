@@ -12,9 +12,11 @@ process); the others override keys of its `train:` section.
 An arm may also add data: `"extra_deformations": N` appends N more random deformations of the
 system's sample cell (the config's `sample.deformations` settings, seeds the campaign never
 drew), labelled by GPAW at the campaign's protocol, to the training split; the validation and
-test splits and the independent test set stay the same. An arm with `"warm": true` starts
-member K from the campaign's previous-iteration member K (its package) and trains
-`warm_epochs`, as the loop does; every other arm trains from scratch for `epochs`.
+test splits and the independent test set stay the same; `"deformations": {"max_strain": 0.01,
+"rattle": 0.0}` replaces those settings for the extra frames (e.g. clean strains). An arm
+with `"warm": true` starts member K from the campaign's previous-iteration member K (its
+package) and trains `warm_epochs`, as the loop does; every other arm trains from scratch for
+`epochs`.
 
 `--no-baseline` skips the config's own recipe when the campaign's own final committee (its
 final/validation.json) serves as the reference. Writes benchmarks/results/recipe.json (or
@@ -59,7 +61,9 @@ def potforge(*args: str, log: Path) -> None:
 EXTRA_SEED = 424242  # seeds of the extra deformations: not the campaign's sampling stream
 
 
-def with_extra_deformations(config: dict, data: Path, count: int, store: Path, out: Path) -> Path:
+def with_extra_deformations(
+    config: dict, data: Path, count: int, store: Path, out: Path, override: dict | None = None
+) -> Path:
     """Return a copy of the dataset folder whose training split has `count` more deformations."""
     import numpy as np
 
@@ -68,14 +72,16 @@ def with_extra_deformations(config: dict, data: Path, count: int, store: Path, o
     from potforge.sampling import deformed, tag_origin
     from potforge.structures import starting_structure
 
-    target = out / f"data_extra_deformations_{count}"
+    override = override or {}
+    suffix = "".join(f"_{k}{v}" for k, v in sorted(override.items()))
+    target = out / f"data_extra_deformations_{count}{suffix}"
     if (target / "train.extxyz").is_file():
         return target
     frames = []
     rng = np.random.default_rng(EXTRA_SEED)
     for name, system in config["systems"].items():
         cell = starting_structure(system["structure"]).repeat(system["sample"]["supercell"])
-        settings = system["sample"]["deformations"]
+        settings = {**system["sample"]["deformations"], **override}
         for _ in range(count):
             seed = int(rng.integers(2**31))
             atoms = deformed(cell, settings["max_strain"], settings["rattle"], seed)
@@ -100,6 +106,7 @@ def run_arm(
     members_trained: int | None = None,
     extra_deformations: int = 0,
     warm_from_previous: bool = False,
+    deformation_settings: dict | None = None,
 ) -> dict:
     """Train one arm's committee from scratch, package it, validate it; return the record."""
     from potforge.config import model_species
@@ -112,7 +119,7 @@ def run_arm(
     data = campaign / f"iter_{iteration:03d}" / "dataset"
     if extra_deformations:
         data = with_extra_deformations(
-            config, data, extra_deformations, campaign / "dft_store", out
+            config, data, extra_deformations, campaign / "dft_store", out, deformation_settings
         )
     check = campaign / "validation" / "protocol_check.json"
     members, start = [], time.perf_counter()
@@ -187,6 +194,7 @@ def run_arm(
     return {
         "train": train,
         "extra_deformations": extra_deformations,
+        "deformation_settings": deformation_settings or {},
         "warm": warm_from_previous,
         "train_frames": len(read_frames(data / "train.extxyz")),
         "train_and_package_s": round(train_s, 1),
@@ -252,7 +260,7 @@ def main() -> None:
     for name, override in arms.items():
         extra = int(override.get("extra_deformations", 0))
         warm = bool(override.get("warm", False))
-        data_keys = ("extra_deformations", "warm")
+        data_keys = ("extra_deformations", "warm", "deformations")
         train = merged(config["train"], {k: v for k, v in override.items() if k not in data_keys})
         records[name] = run_arm(
             name,
@@ -265,6 +273,7 @@ def main() -> None:
             args.members,
             extra,
             warm,
+            override.get("deformations"),
         )
         records[name]["override"] = override
         write_result(args, campaign, iteration, records)  # nothing lost if a later arm fails
