@@ -185,6 +185,8 @@ def run_arm(
         *map(str, sorted((campaign / "validation").glob("dft_*.json"))),
         "--iteration",
         str(iteration),
+        "--protocol-check",
+        str(check),
         "--out",
         str(validation),
         log=log,
