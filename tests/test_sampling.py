@@ -138,7 +138,7 @@ def test_sample_count_matches_what_is_generated():
                 "sample": {
                     "surface": {"miller": [1, 1, 1], "layers": 2},
                     "vacancies": 2,
-                    "deformations": {"count": 2},
+                    "deformations": {"count": 2, "clean": 1},
                 },
             }
         }
@@ -161,6 +161,35 @@ def test_deformations_strain_every_component_within_the_bound():
     # Shear components are present (C44 needs them) and differ between seeds.
     assert min(abs(s[0, 1]) + abs(s[0, 2]) + abs(s[1, 2]) for s in shapes) > 1e-4
     assert not np.allclose(shapes[0], shapes[1])
+
+
+def test_clean_deformations_are_unrattled_and_leave_the_other_frames_as_they_were():
+    """Clean cells keep the crystal's fractional coordinates; adding them changes no other frame."""
+    sample = {"strains": [], "shear_strains": [], "vacancies": 1, "rattle": {"copies": 1}}
+    settings = {}
+    for clean in (0, 2):
+        deformations = {"count": 2, "max_strain": 0.02, "rattle": 0.03, "clean": clean}
+        config = tiny_config(
+            systems={
+                "si": {
+                    "structure": {"prototype": "diamond"},
+                    "sample": {**sample, "deformations": deformations},
+                }
+            }
+        )
+        settings[clean] = sample_system("si", diamond(), config["systems"]["si"], seed=3)
+    before, after = settings[0], settings[2]
+    assert len(after) == len(before) + 2
+    for old, new in zip(before, after[: len(before)], strict=True):
+        assert np.allclose(old.positions, new.positions) and np.allclose(old.cell, new.cell)
+    crystal = diamond()
+    for frame in after[len(before) :]:
+        assert json.loads(frame.info["params"])["clean"] is True
+        assert np.allclose(frame.get_scaled_positions(), crystal.get_scaled_positions())
+        strain = np.linalg.solve(crystal.cell.array, frame.cell.array) - np.eye(3)
+        assert 1e-4 < np.abs(strain).max() <= 0.02
+    rattled_ones = [f for f in after if f.info["generator"] == "deformation"][:2]
+    assert not np.allclose(rattled_ones[0].get_scaled_positions(), crystal.get_scaled_positions())
 
 
 def test_molten_cells_come_from_a_real_classical_run():

@@ -186,6 +186,19 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
                 melt["steps"],
             )
             frames.append(tag_origin(hot, name, "molten", s, temperature=melt["temperature"]))
+    # Clean deformations are drawn last, so adding them leaves every other frame's seed as it was.
+    for _ in range(deform["clean"]):
+        s = int(rng.integers(2**31))
+        frames.append(
+            tag_origin(
+                deformed(cell, deform["max_strain"], 0.0, s),
+                name,
+                "deformation",
+                s,
+                max_strain=deform["max_strain"],
+                clean=True,
+            )
+        )
     return frames
 
 
@@ -195,7 +208,7 @@ def generator_count(sample: Mapping[str, Any], generator: str) -> int:
         "bulk": 1,
         "strain": len(sample["strains"]),
         "shear": len(sample["shear_strains"]),
-        "deformation": sample["deformations"]["count"],
+        "deformation": sample["deformations"]["count"] + sample["deformations"]["clean"],
         "rattle": len(sample["rattle"]["amplitudes"]) * sample["rattle"]["copies"],
         "vacancy": sample["vacancies"],
         "surface": int(sample["surface"] is not None),
