@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import subprocess
 import time
@@ -74,7 +75,9 @@ def with_extra_deformations(
 
     override = override or {}
     suffix = "".join(f"_{k}{v}" for k, v in sorted(override.items()))
-    target = out / f"data_extra_deformations_{count}{suffix}"
+    # Keyed by the base training split too: every run of a campaign has the same folder name.
+    base = hashlib.sha256((data / "train.extxyz").read_bytes()).hexdigest()[:12]
+    target = out / f"data_{base}_extra_deformations_{count}{suffix}"
     if (target / "train.extxyz").is_file():
         return target
     frames = []
