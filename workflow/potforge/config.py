@@ -209,13 +209,18 @@ def _fill_defaults(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> 
             _fill_defaults(item, schema["items"], root)
 
 
-def start_problem(start: str, sample: Mapping[str, Any]) -> str | None:
+SAMPLE_KEYS = {"strain": "strains", "shear": "shear_strains", "deformation": "deformations"}
+SAMPLE_KEYS |= {"vacancy": "vacancies"}  # a generator's key in `sample:` where it is not its name
+
+
+def start_problem(start: str, sample: Mapping[str, Any], where: str = "") -> str | None:
     """Return why an exploration task cannot start from `start` given `sample:`, or None."""
     from potforge.sampling import CRYSTAL_START, generator_count
 
     if start == CRYSTAL_START or generator_count(sample, start) > 0:
         return None
-    return f"'{start}' needs at least one sampled {start} structure; sample.{start} makes none"
+    key = f"{where}.sample.{SAMPLE_KEYS.get(start, start)}".lstrip(".")
+    return f"'{start}' needs at least one sampled {start} structure; {key} makes none"
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
@@ -250,7 +255,7 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 raise ConfigError(
                     f"{where}.explore.tasks[{i}].pressures: only an npt task takes pressures"
                 )
-            problem = start_problem(task.get("start", "crystal"), system["sample"])
+            problem = start_problem(task.get("start", "crystal"), system["sample"], where)
             if problem:
                 raise ConfigError(f"{where}.explore.tasks[{i}].start: {problem}")
     structures = config.get("validate", {}).get("test_set", {}).get("structures", [])
