@@ -15,8 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -30,37 +28,38 @@ def test_frames(campaign: Path) -> list:
     return [atoms for f in files for atoms in read_frames(f)]
 
 
-def force_and_energy_rmse(frames: list, factory: object) -> tuple[float, float]:
-    """Force RMSE (eV/A) and energy RMSE (meV/atom) of a calculator factory on frames."""
-    from potforge.validate.stage import predictions_with
-
-    pred = predictions_with(factory, frames)
-    df = np.concatenate([p - a.get_forces() for p, a in zip(pred.forces, frames, strict=True)])
-    de = [
-        (e - a.get_potential_energy()) / len(a) for e, a in zip(pred.energies, frames, strict=True)
-    ]
-    return float(np.sqrt((df**2).mean())), float(np.sqrt(np.mean(np.square(de))) * 1000)
+def committee_members(campaign: Path) -> list[Path]:
+    """Return a finished campaign's final committee member packages."""
+    members = sorted(campaign.glob("final/committee/member_*/model.nequip.zip"))
+    if not members:
+        raise SystemExit(f"{campaign}: no final/committee/member_*/model.nequip.zip")
+    return members
 
 
 def main() -> None:
     """Measure every run's committee and the peers on every run's test set."""
     from potforge.config import load_config, model_species
+    from potforge.train.accuracy import error_metrics
     from potforge.validate.calculators import committee_factory, peer_factory
+    from potforge.validate.stage import predictions_with
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", required=True, help="NAME=results/<campaign>")
     parser.add_argument("--config", default="config/config.yaml", help="for the peers")
     parser.add_argument("--name", default="cross_test_sets", help="results/NAME.json")
     args = parser.parse_args()
-    runs = dict(spec.split("=", 1) for spec in args.run)
+    runs = {}
+    for spec in args.run:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"--run {spec!r}: expected NAME=results/<campaign>")
+        runs[name] = path
     sets = {name: test_frames(Path(path)) for name, path in runs.items()}
     sets["all"] = [atoms for frames in sets.values() for atoms in frames]
     config = load_config(args.config)
     species = model_species(config)
     factories = {
-        f"committee {name}": committee_factory(
-            sorted(Path(path).glob("final/committee/member_*/model.nequip.zip"))
-        )
+        f"committee {name}": committee_factory(committee_members(Path(path)))
         for name, path in runs.items()
     }
     for peer in config["validate"]["peers"]:
@@ -69,10 +68,11 @@ def main() -> None:
     for label, factory in factories.items():
         table[label] = {}
         for set_name, frames in sets.items():
-            force, energy = force_and_energy_rmse(frames, factory)
+            errors = error_metrics(frames, predictions_with(factory, frames))
+            force = errors["force_rmse_ev_per_a"]
             row = {"force_rmse_ev_per_a": round(force, 4), "frames": len(frames)}
             if label.startswith("committee"):
-                row["energy_rmse_mev_per_atom"] = round(energy, 2)
+                row["energy_rmse_mev_per_atom"] = round(errors["energy_rmse_mev_per_atom"], 2)
             table[label][set_name] = row
             print(f"[cross] {label} on {set_name}: force {force:.3f} eV/A", flush=True)
     print(f"\n{'potential':<22}" + "".join(f"{f'test set {s}':>20}" for s in sets))

@@ -74,6 +74,9 @@ def with_extra_deformations(
     from potforge.structures import starting_structure
 
     override = override or {}
+    unknown = sorted(set(override) - {"max_strain", "rattle"})
+    if unknown:
+        raise SystemExit(f"arm key deformations: unknown {unknown}; it takes max_strain, rattle")
     suffix = "".join(f"_{k}{v}" for k, v in sorted(override.items()))
     # Keyed by the base training split too: every run of a campaign has the same folder name.
     base = hashlib.sha256((data / "train.extxyz").read_bytes()).hexdigest()[:12]

@@ -209,17 +209,13 @@ def _fill_defaults(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> 
             _fill_defaults(item, schema["items"], root)
 
 
-SAMPLE_KEYS = {"strain": "strains", "shear": "shear_strains", "deformation": "deformations"}
-SAMPLE_KEYS |= {"vacancy": "vacancies"}  # a generator's key in `sample:` where it is not its name
-
-
-def start_problem(start: str, sample: Mapping[str, Any], where: str = "") -> str | None:
-    """Return why an exploration task cannot start from `start` given `sample:`, or None."""
-    from potforge.sampling import CRYSTAL_START, generator_count
+def start_problem(start: str, sample: Mapping[str, Any], where: str) -> str | None:
+    """Return why an exploration task of system `where` cannot start from `start`, or None."""
+    from potforge.sampling import CRYSTAL_START, SAMPLE_KEYS, generator_count
 
     if start == CRYSTAL_START or generator_count(sample, start) > 0:
         return None
-    key = f"{where}.sample.{SAMPLE_KEYS.get(start, start)}".lstrip(".")
+    key = f"{where}.sample.{SAMPLE_KEYS.get(start, start)}"
     return f"'{start}' needs at least one sampled {start} structure; {key} makes none"
 
 

@@ -202,6 +202,15 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
     return frames
 
 
+# A generator's key in `sample:` where it differs from the generator's name.
+SAMPLE_KEYS = {
+    "strain": "strains",
+    "shear": "shear_strains",
+    "deformation": "deformations",
+    "vacancy": "vacancies",
+}
+
+
 def generator_count(sample: Mapping[str, Any], generator: str) -> int:
     """Return how many structures one generator of `sample:` makes (before screening)."""
     counts = {
