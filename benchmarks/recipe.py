@@ -11,9 +11,10 @@ process); the others override keys of its `train:` section.
 
 An arm may also add data: `"extra_deformations": N` appends N more random deformations of the
 system's sample cell (the config's `sample.deformations` settings, seeds the campaign never
-drew), labelled by GPAW at the campaign's protocol, to the training split; the validation and
-test splits and the independent test set stay the same; `"deformations": {"max_strain": 0.01,
-"rattle": 0.0}` replaces those settings for the extra frames (e.g. clean strains). An arm
+drew) and `"extra_molten": N` N more molten cells (`sample.molten`'s settings), labelled by GPAW
+at the campaign's protocol, to the training split; the validation and test splits and the
+independent test set stay the same; `"deformations": {"max_strain": 0.01, "rattle": 0.0}`
+replaces those settings for the extra frames (e.g. clean strains). An arm
 with `"warm": true` starts member K from the campaign's previous-iteration member K (its
 package) and trains `warm_epochs`, as the loop does; every other arm trains from scratch for
 `epochs`.
@@ -62,16 +63,58 @@ def potforge(*args: str, log: Path) -> None:
 EXTRA_SEED = 424242  # seeds of the extra deformations: not the campaign's sampling stream
 
 
-def with_extra_deformations(
-    config: dict, data: Path, count: int, store: Path, out: Path, override: dict | None = None
-) -> Path:
-    """Return a copy of the dataset folder whose training split has `count` more deformations."""
+def extra_frames(config: dict, kind: str, count: int, override: dict) -> list:
+    """Return `count` new unlabelled frames of one sample generator (deformation or molten)."""
     import numpy as np
 
-    from potforge.dft.label import label_frames
-    from potforge.io import read_frames, write_frames
+    from potforge.melt import molten_cell
     from potforge.sampling import deformed, tag_origin
     from potforge.structures import starting_structure
+
+    frames = []
+    rng = np.random.default_rng(EXTRA_SEED)
+    for name, system in config["systems"].items():
+        base = starting_structure(system["structure"])
+        cell = base.repeat(system["sample"]["supercell"])
+        if kind == "molten":
+            melt = system["sample"]["molten"]
+            hot = base.repeat(melt["supercell"]) if melt["supercell"] else cell
+            symbols = hot.get_chemical_symbols()
+            species = sorted(set(symbols), key=symbols.index)
+        settings = {**system["sample"]["deformations"], **override}
+        for _ in range(count):
+            seed = int(rng.integers(2**31))
+            if kind == "molten":
+                atoms = molten_cell(
+                    hot,
+                    melt["potential"],
+                    species,
+                    seed,
+                    melt["temperature"],
+                    melt["melt_temperature"],
+                    melt["steps"],
+                )
+            else:
+                atoms = deformed(cell, settings["max_strain"], settings["rattle"], seed)
+            frames.append(tag_origin(atoms, name, kind, seed, extra=True))
+    return frames
+
+
+def with_extra_frames(
+    config: dict,
+    data: Path,
+    extra: dict[str, int],
+    store: Path,
+    out: Path,
+    override: dict | None = None,
+) -> Path:
+    """Return a copy of the dataset folder whose training split has more sample frames.
+
+    `extra` maps a generator (deformation, molten) to how many more of it; `override` replaces
+    the deformation settings (max_strain, rattle) for the extra deformations.
+    """
+    from potforge.dft.label import label_frames
+    from potforge.io import read_frames, write_frames
 
     override = override or {}
     unknown = sorted(set(override) - {"max_strain", "rattle"})
@@ -80,19 +123,17 @@ def with_extra_deformations(
     suffix = "".join(f"_{k}{v}" for k, v in sorted(override.items()))
     # Keyed by the base training split too: every run of a campaign has the same folder name.
     base = hashlib.sha256((data / "train.extxyz").read_bytes()).hexdigest()[:12]
-    target = out / f"data_{base}_extra_deformations_{count}{suffix}"
+    # The name of a deformations-only folder is the one earlier records used (cache reuse).
+    parts = [
+        f"extra_{kind}s_{n}" if kind != "molten" else f"extra_molten_{n}"
+        for kind, n in extra.items()
+        if n
+    ]
+    target = out / f"data_{base}_{'_'.join(parts)}{suffix}"
     if (target / "train.extxyz").is_file():
         return target
-    frames = []
-    rng = np.random.default_rng(EXTRA_SEED)
-    for name, system in config["systems"].items():
-        cell = starting_structure(system["structure"]).repeat(system["sample"]["supercell"])
-        settings = {**system["sample"]["deformations"], **override}
-        for _ in range(count):
-            seed = int(rng.integers(2**31))
-            atoms = deformed(cell, settings["max_strain"], settings["rattle"], seed)
-            frames.append(tag_origin(atoms, name, "deformation", seed, extra=True))
-    print(f"[recipe] labelling {len(frames)} extra deformations", flush=True)
+    frames = [f for kind, n in extra.items() if n for f in extra_frames(config, kind, n, override)]
+    print(f"[recipe] labelling {len(frames)} extra frames ({extra})", flush=True)
     report = label_frames(frames, config["dft"], store, ranks=2, log=lambda _: None)
     target.mkdir(parents=True, exist_ok=True)
     for split in ("validation", "test"):
@@ -110,7 +151,7 @@ def run_arm(
     out: Path,
     threads: int,
     members_trained: int | None = None,
-    extra_deformations: int = 0,
+    extra: dict[str, int] | None = None,
     warm_from_previous: bool = False,
     deformation_settings: dict | None = None,
 ) -> dict:
@@ -123,9 +164,10 @@ def run_arm(
     arm_dir.mkdir(parents=True, exist_ok=True)
     log = arm_dir / "log.txt"
     data = campaign / f"iter_{iteration:03d}" / "dataset"
-    if extra_deformations:
-        data = with_extra_deformations(
-            config, data, extra_deformations, campaign / "dft_store", out, deformation_settings
+    extra = {kind: n for kind, n in (extra or {}).items() if n}
+    if extra:
+        data = with_extra_frames(
+            config, data, extra, campaign / "dft_store", out, deformation_settings
         )
     check = campaign / "validation" / "protocol_check.json"
     members, start = [], time.perf_counter()
@@ -201,7 +243,8 @@ def run_arm(
     ts = result["test_set"]
     return {
         "train": train,
-        "extra_deformations": extra_deformations,
+        "extra_deformations": extra.get("deformation", 0),
+        "extra_molten": extra.get("molten", 0),
         "deformation_settings": deformation_settings or {},
         "warm": warm_from_previous,
         "train_frames": len(read_frames(data / "train.extxyz")),
@@ -266,9 +309,12 @@ def main() -> None:
         parser.error("--no-baseline needs at least one --arm")
     records = {}
     for name, override in arms.items():
-        extra = int(override.get("extra_deformations", 0))
+        extra = {
+            "deformation": int(override.get("extra_deformations", 0)),
+            "molten": int(override.get("extra_molten", 0)),
+        }
         warm = bool(override.get("warm", False))
-        data_keys = ("extra_deformations", "warm", "deformations")
+        data_keys = ("extra_deformations", "extra_molten", "warm", "deformations")
         train = merged(config["train"], {k: v for k, v in override.items() if k not in data_keys})
         records[name] = run_arm(
             name,
