@@ -67,8 +67,7 @@ def extra_frames(config: dict, kind: str, count: int, override: dict) -> list:
     """Return `count` new unlabelled frames of one sample generator (deformation or molten)."""
     import numpy as np
 
-    from potforge.melt import molten_cell
-    from potforge.sampling import deformed, tag_origin
+    from potforge.sampling import deformed, molten_sample, tag_origin
     from potforge.structures import starting_structure
 
     frames = []
@@ -76,24 +75,11 @@ def extra_frames(config: dict, kind: str, count: int, override: dict) -> list:
     for name, system in config["systems"].items():
         base = starting_structure(system["structure"])
         cell = base.repeat(system["sample"]["supercell"])
-        if kind == "molten":
-            melt = system["sample"]["molten"]
-            hot = base.repeat(melt["supercell"]) if melt["supercell"] else cell
-            symbols = hot.get_chemical_symbols()
-            species = sorted(set(symbols), key=symbols.index)
         settings = {**system["sample"]["deformations"], **override}
         for _ in range(count):
             seed = int(rng.integers(2**31))
             if kind == "molten":
-                atoms = molten_cell(
-                    hot,
-                    melt["potential"],
-                    species,
-                    seed,
-                    melt["temperature"],
-                    melt["melt_temperature"],
-                    melt["steps"],
-                )
+                atoms = molten_sample(base, cell, system["sample"]["molten"], seed)
             else:
                 atoms = deformed(cell, settings["max_strain"], settings["rattle"], seed)
             frames.append(tag_origin(atoms, name, kind, seed, extra=True))
@@ -115,6 +101,7 @@ def with_extra_frames(
     """
     from potforge.dft.label import label_frames
     from potforge.io import read_frames, write_frames
+    from potforge.sampling import SAMPLE_KEYS
 
     override = override or {}
     unknown = sorted(set(override) - {"max_strain", "rattle"})
@@ -123,12 +110,8 @@ def with_extra_frames(
     suffix = "".join(f"_{k}{v}" for k, v in sorted(override.items()))
     # Keyed by the base training split too: every run of a campaign has the same folder name.
     base = hashlib.sha256((data / "train.extxyz").read_bytes()).hexdigest()[:12]
-    # The name of a deformations-only folder is the one earlier records used (cache reuse).
-    parts = [
-        f"extra_{kind}s_{n}" if kind != "molten" else f"extra_molten_{n}"
-        for kind, n in extra.items()
-        if n
-    ]
+    # Named by the generators' sample keys: extra_deformations_12, as earlier records' caches.
+    parts = [f"extra_{SAMPLE_KEYS.get(kind, kind)}_{n}" for kind, n in extra.items() if n]
     target = out / f"data_{base}_{'_'.join(parts)}{suffix}"
     if (target / "train.extxyz").is_file():
         return target

@@ -168,24 +168,10 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
         cell_d = disordered(cell, s, settings["min_distance_fraction"], dis["density_scale"])
         frames.append(tag_origin(cell_d, name, "disordered", s, density_scale=dis["density_scale"]))
     melt = sample["molten"]
-    if melt["count"]:
-        from potforge.melt import molten_cell
-
-        hot_cell = base.repeat(tuple(melt["supercell"])) if melt["supercell"] else cell
-        symbols = hot_cell.get_chemical_symbols()
-        species = sorted(set(symbols), key=symbols.index)
-        for _ in range(melt["count"]):
-            s = int(rng.integers(2**31))
-            hot = molten_cell(
-                hot_cell,
-                melt["potential"],
-                species,
-                s,
-                melt["temperature"],
-                melt["melt_temperature"],
-                melt["steps"],
-            )
-            frames.append(tag_origin(hot, name, "molten", s, temperature=melt["temperature"]))
+    for _ in range(melt["count"]):
+        s = int(rng.integers(2**31))
+        hot = molten_sample(base, cell, melt, s)
+        frames.append(tag_origin(hot, name, "molten", s, temperature=melt["temperature"]))
     # Clean deformations are drawn last, so adding them leaves every other frame's seed as it was.
     for _ in range(deform["clean"]):
         s = int(rng.integers(2**31))
@@ -200,6 +186,24 @@ def sample_system(name: str, base: Atoms, settings: Mapping[str, Any], seed: int
             )
         )
     return frames
+
+
+def molten_sample(base: Atoms, cell: Atoms, melt: Mapping[str, Any], seed: int) -> Atoms:
+    """Return one molten cell of `sample.molten` settings (`cell`: the sample supercell)."""
+    from potforge.melt import molten_cell
+
+    hot_cell = base.repeat(tuple(melt["supercell"])) if melt["supercell"] else cell
+    symbols = hot_cell.get_chemical_symbols()
+    species = sorted(set(symbols), key=symbols.index)
+    return molten_cell(
+        hot_cell,
+        melt["potential"],
+        species,
+        seed,
+        melt["temperature"],
+        melt["melt_temperature"],
+        melt["steps"],
+    )
 
 
 # A generator's key in `sample:` where it differs from the generator's name.
