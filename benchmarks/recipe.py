@@ -253,6 +253,22 @@ def run_arm(
     }
 
 
+DATA_KEYS = ("extra_deformations", "extra_molten", "warm", "deformations")
+
+
+def arm_train_settings(base: dict, name: str, override: dict) -> dict:
+    """Return an arm's `train:` settings; stop with one line naming the arm if they are invalid."""
+    from potforge.errors import ConfigError
+    from potforge.train.settings import resolve_train_settings
+
+    train = merged(base, {k: v for k, v in override.items() if k not in DATA_KEYS})
+    try:
+        resolve_train_settings(train)
+    except ConfigError as exc:
+        raise SystemExit(f"arm {name}: {exc} (or a data key: {', '.join(DATA_KEYS)})") from None
+    return train
+
+
 def main() -> None:
     """Run every arm and write the comparison."""
     from potforge.config import load_config
@@ -287,9 +303,17 @@ def main() -> None:
     arms = {} if args.no_baseline else {"baseline": {}}
     for spec in args.arm:
         name, _, text = spec.partition("=")
-        arms[name] = json.loads(text)
+        try:
+            arms[name] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            parser.error(
+                f"--arm {name}: not valid JSON ({exc}); e.g. 'epochs600={{\"epochs\": 600}}'"
+            )
+        if not isinstance(arms[name], dict):
+            parser.error(f"--arm {name}: needs a JSON object of overrides, got {text!r}")
     if not arms:
         parser.error("--no-baseline needs at least one --arm")
+    trains = {name: arm_train_settings(config["train"], name, o) for name, o in arms.items()}
     records = {}
     for name, override in arms.items():
         extra = {
@@ -297,8 +321,7 @@ def main() -> None:
             "molten": int(override.get("extra_molten", 0)),
         }
         warm = bool(override.get("warm", False))
-        data_keys = ("extra_deformations", "extra_molten", "warm", "deformations")
-        train = merged(config["train"], {k: v for k, v in override.items() if k not in data_keys})
+        train = trains[name]
         records[name] = run_arm(
             name,
             train,
