@@ -23,6 +23,12 @@ package) and trains `warm_epochs`, as the loop does; every other arm trains from
 final/validation.json) serves as the reference. Writes benchmarks/results/recipe.json (or
 --result FILE) after every arm, and prints a table: force and energy
 RMSE on the independent frames, per origin, and the property rows (model error against DFT).
+
+A member that finished before on the same inputs (train settings, data files, seed: a digest
+in its `recipe_member.json`) is kept, so a stopped arm resumes, and `--members 1` after a
+3-member run validates its first member alone; `train_and_package_s` adds the members' own
+recorded seconds. With `--no-baseline --members N` below the committee size, the campaign's own
+first N final members are validated too (`campaign_members_N`): a reference of the same size.
 """
 
 from __future__ import annotations
@@ -125,6 +131,16 @@ def with_extra_frames(
     return target
 
 
+def member_fingerprint(
+    train: dict, species: list[str], data: Path, seed: int, member: int, warm: list[str]
+) -> str:
+    """Return a digest of everything a member's training reads (settings, data files, seed)."""
+    digest = hashlib.sha256(json.dumps([train, species, seed, member, warm]).encode())
+    for path in sorted(data.glob("*.extxyz")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_arm(
     name: str,
     train: dict,
@@ -153,16 +169,25 @@ def run_arm(
             config, data, extra, campaign / "dft_store", out, deformation_settings
         )
     check = campaign / "validation" / "protocol_check.json"
-    members, start = [], time.perf_counter()
+    members = []
     count = members_trained or int(train["committee"])
+    member_seconds = []
     for k in range(count):
         member = arm_dir / f"member_{k}"
-        print(f"[recipe] {name}: member {k}", flush=True)
         warm: list[str] = []
         if warm_from_previous and iteration > 0:
             previous = campaign / f"iter_{iteration - 1:03d}" / "train" / f"member_{k}"
             warm = ["--init", str(previous / "model.nequip.zip")]
             warm += ["--epochs", str(train["warm_epochs"])]
+        fingerprint = member_fingerprint(train, species, data, config["seed"], k, warm)
+        done = member / "recipe_member.json"
+        if done.exists() and json.loads(done.read_text())["inputs"] == fingerprint:
+            print(f"[recipe] {name}: member {k} kept (trained on the same inputs before)")
+            members.append(str(member / "model.nequip.zip"))
+            member_seconds.append(json.loads(done.read_text())["seconds"])
+            continue
+        print(f"[recipe] {name}: member {k}", flush=True)
+        member_start = time.perf_counter()
         potforge(
             "train-member",
             "--train-settings",
@@ -199,32 +224,10 @@ def run_arm(
             log=log,
         )
         members.append(str(member / "model.nequip.zip"))
-    train_s = time.perf_counter() - start
-    validation = arm_dir / "validation.json"
-    section = {k: config[k] for k in ("seed", "systems", "dft", "validate")}
-    potforge(
-        "validate",
-        "--config",
-        json.dumps(section),
-        "--species",
-        *species,
-        "--members",
-        *members,
-        "--test-labels",
-        *map(str, sorted((campaign / "validation" / "labels").glob("chunk_*[0-9].extxyz"))),
-        "--references",
-        *map(str, sorted((campaign / "validation").glob("dft_*.json"))),
-        "--iteration",
-        str(iteration),
-        "--protocol-check",
-        str(check),
-        "--out",
-        str(validation),
-        log=log,
-    )
-    result = json.loads(validation.read_text())
-    ts = result["test_set"]
-    return {
+        member_seconds.append(round(time.perf_counter() - member_start, 1))
+        done.write_text(json.dumps({"inputs": fingerprint, "seconds": member_seconds[-1]}))
+    train_s = sum(member_seconds)
+    record = {
         "train": train,
         "extra_deformations": extra.get("deformation", 0),
         "extra_molten": extra.get("molten", 0),
@@ -236,6 +239,42 @@ def run_arm(
             json.loads((arm_dir / f"member_{k}" / "metrics.json").read_text()).get("best_epoch")
             for k in range(count)
         ],
+    }
+    return record | validated(members, config, campaign, iteration, arm_dir)
+
+
+def validated(
+    members: list[str], config: dict, campaign: Path, iteration: int, arm_dir: Path
+) -> dict:
+    """Validate a committee of `members` as the campaign's final one was; return the figures."""
+    from potforge.config import model_species
+
+    arm_dir.mkdir(parents=True, exist_ok=True)
+    validation = arm_dir / "validation.json"
+    section = {k: config[k] for k in ("seed", "systems", "dft", "validate")}
+    potforge(
+        "validate",
+        "--config",
+        json.dumps(section),
+        "--species",
+        *model_species(config),
+        "--members",
+        *members,
+        "--test-labels",
+        *map(str, sorted((campaign / "validation" / "labels").glob("chunk_*[0-9].extxyz"))),
+        "--references",
+        *map(str, sorted((campaign / "validation").glob("dft_*.json"))),
+        "--iteration",
+        str(iteration),
+        "--protocol-check",
+        str(campaign / "validation" / "protocol_check.json"),
+        "--out",
+        str(validation),
+        log=arm_dir / "log.txt",
+    )
+    result = json.loads(validation.read_text())
+    ts = result["test_set"]
+    return {
         "independent_force_rmse": ts.get("force_rmse_ev_per_a"),
         "independent_energy_rmse_mev": ts.get("energy_rmse_mev_per_atom"),
         "per_origin_force_rmse": {
@@ -315,6 +354,16 @@ def main() -> None:
         parser.error("--no-baseline needs at least one --arm")
     trains = {name: arm_train_settings(config["train"], name, o) for name, o in arms.items()}
     records = {}
+    own = sorted(campaign.glob("final/committee/member_*/model.nequip.zip"))
+    if args.no_baseline and args.members and args.members < len(own):
+        # A same-size reference: the campaign's own first members, validated the same way.
+        name = f"campaign_members_{args.members}"
+        members = [str(m) for m in own[: args.members]]
+        print(f"[recipe] {name}: the campaign's {', '.join(members)}", flush=True)
+        records[name] = {"train": config["train"], "train_and_package_s": None}
+        folder = args.out / f"{campaign.name}_{name}"
+        records[name] |= validated(members, config, campaign, iteration, folder)
+        write_result(args, campaign, iteration, records)
     for name, override in arms.items():
         extra = {
             "deformation": int(override.get("extra_deformations", 0)),
@@ -346,7 +395,7 @@ def main() -> None:
         )
         print(
             f"{name:<16}{r['independent_force_rmse']:>9.3f}{r['independent_energy_rmse_mev']:>8.1f}"
-            f"{r['properties_passed']:>8}{r['train_and_package_s']:>7.0f}  {errors}"
+            f"{r['properties_passed']:>8}{r['train_and_package_s'] or float('nan'):>7.0f}  {errors}"
         )
     print("per origin (force RMSE eV/A): " + ", ".join(origins))
     for name, r in records.items():
