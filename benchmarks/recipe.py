@@ -277,6 +277,7 @@ def validated(
     return {
         "independent_force_rmse": ts.get("force_rmse_ev_per_a"),
         "independent_energy_rmse_mev": ts.get("energy_rmse_mev_per_atom"),
+        "per_species_force_rmse": ts.get("per_species_force_rmse_ev_per_a", {}),
         "per_origin_force_rmse": {
             o: round(v["force_rmse_ev_per_a"], 4) for o, v in ts.get("per_origin", {}).items()
         },
