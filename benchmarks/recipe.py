@@ -181,10 +181,11 @@ def run_arm(
             warm += ["--epochs", str(train["warm_epochs"])]
         fingerprint = member_fingerprint(train, species, data, config["seed"], k, warm)
         done = member / "recipe_member.json"
-        if done.exists() and json.loads(done.read_text())["inputs"] == fingerprint:
+        before = json.loads(done.read_text()) if done.exists() else {}
+        if before.get("inputs") == fingerprint:
             print(f"[recipe] {name}: member {k} kept (trained on the same inputs before)")
             members.append(str(member / "model.nequip.zip"))
-            member_seconds.append(json.loads(done.read_text())["seconds"])
+            member_seconds.append(before["seconds"])
             continue
         print(f"[recipe] {name}: member {k}", flush=True)
         member_start = time.perf_counter()
