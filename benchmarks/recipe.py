@@ -29,6 +29,7 @@ in its `recipe_member.json`) is kept, so a stopped arm resumes, and `--members 1
 3-member run validates its first member alone; `train_and_package_s` adds the members' own
 recorded seconds. With `--no-baseline --members N` below the committee size, the campaign's own
 first N final members are validated too (`campaign_members_N`): a reference of the same size.
+An arm's members and validation live in `--out`/<campaign folder>_<arm>.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def run_arm(
     from potforge.io import read_frames
 
     species = model_species(config)
-    arm_dir = out / name
+    arm_dir = out / f"{campaign.name}_{name}"  # per campaign: the same arm on Si and HfO2 data
     arm_dir.mkdir(parents=True, exist_ok=True)
     log = arm_dir / "log.txt"
     data = campaign / f"iter_{iteration:03d}" / "dataset"
@@ -388,23 +389,30 @@ def main() -> None:
         )
         records[name]["override"] = override
         write_result(args, campaign, iteration, records)  # nothing lost if a later arm fails
+    print_table(records)
+    print(f"written: {args.result}")
+
+
+def print_table(records: dict[str, dict]) -> None:
+    """Print the arms' errors, properties and per-origin force RMSE, one row per arm."""
     keys = sorted({k for r in records.values() for k in r["properties"]})
     origins = sorted({k for r in records.values() for k in r["per_origin_force_rmse"]})
-    print(f"{'arm':<16}{'F eV/A':>9}{'E meV':>8}{'passed':>8}{'s':>7}  " + "  ".join(keys))
+    width = max(len(name) for name in records) + 2
+    print(f"{'arm':<{width}}{'F eV/A':>9}{'E meV':>8}{'passed':>8}{'s':>7}  " + "  ".join(keys))
     for name, r in records.items():
         errors = "  ".join(
             f"{r['properties'].get(k, {}).get('error', float('nan')):>{len(k)}.3g}" for k in keys
         )
+        seconds = r["train_and_package_s"] or float("nan")
         print(
-            f"{name:<16}{r['independent_force_rmse']:>9.3f}{r['independent_energy_rmse_mev']:>8.1f}"
-            f"{r['properties_passed']:>8}{r['train_and_package_s'] or float('nan'):>7.0f}  {errors}"
+            f"{name:<{width}}{r['independent_force_rmse']:>9.3f}"
+            f"{r['independent_energy_rmse_mev']:>8.1f}{r['properties_passed']:>8}{seconds:>7.0f}"
+            f"  {errors}"
         )
     print("per origin (force RMSE eV/A): " + ", ".join(origins))
     for name, r in records.items():
-        print(
-            f"{name:<16}" + " ".join(f"{r['per_origin_force_rmse'].get(o, 0):.3f}" for o in origins)
-        )
-    print(f"written: {args.result}")
+        rmse = r["per_origin_force_rmse"]
+        print(f"{name:<{width}}" + " ".join(f"{rmse.get(o, 0):.3f}" for o in origins))
 
 
 def write_result(
