@@ -132,6 +132,12 @@ def with_extra_frames(
     return target
 
 
+def arm_folder(out: Path, campaign: Path, name: str) -> Path:
+    """Return the folder of one arm's members and validation (per campaign: the same arm name
+    on Si and HfO2 data must not share members)."""
+    return out / f"{campaign.name}_{name}"
+
+
 def member_fingerprint(
     train: dict, species: list[str], data: Path, seed: int, member: int, warm: list[str]
 ) -> str:
@@ -160,7 +166,7 @@ def run_arm(
     from potforge.io import read_frames
 
     species = model_species(config)
-    arm_dir = out / f"{campaign.name}_{name}"  # per campaign: the same arm on Si and HfO2 data
+    arm_dir = arm_folder(out, campaign, name)
     arm_dir.mkdir(parents=True, exist_ok=True)
     log = arm_dir / "log.txt"
     data = campaign / f"iter_{iteration:03d}" / "dataset"
@@ -364,7 +370,7 @@ def main() -> None:
         members = [str(m) for m in own[: args.members]]
         print(f"[recipe] {name}: the campaign's {', '.join(members)}", flush=True)
         records[name] = {"train": config["train"], "train_and_package_s": None}
-        folder = args.out / f"{campaign.name}_{name}"
+        folder = arm_folder(args.out, campaign, name)
         records[name] |= validated(members, config, campaign, iteration, folder)
         write_result(args, campaign, iteration, records)
     for name, override in arms.items():
